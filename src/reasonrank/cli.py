@@ -1,0 +1,45 @@
+"""The ``reasonrank`` command line: ``reasonrank demo`` (and more subcommands as they are added)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from ._version import __version__
+
+__all__ = ["main"]
+
+# name -> (add_arguments, run): subcommands register here; each module stays importable on its own.
+Subcommand = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def _subcommands() -> list[Subcommand]:
+    from . import _demo
+
+    return [("demo", _demo.add_arguments, _demo.run)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reasonrank", description="Listwise reasoning reranking.")
+    parser.add_argument("--version", action="version", version=f"reasonrank {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    runners = {}
+    for name, add_arguments, run in _subcommands():
+        sp = sub.add_parser(name, help=(run.__doc__ or "").strip().splitlines()[0])
+        add_arguments(sp)
+        runners[name] = run
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return runners[args.command](args)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

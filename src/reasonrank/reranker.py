@@ -1,0 +1,349 @@
+"""The reranker: sliding windows, back to front, with window round k of every query in one backend call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._errors import BackendError, InvalidInputError, PassageTypeError, WindowFailedError
+from ._types import Passage, PassageLike, RankedPassage, Ranking, SamplingParams, WindowTrace, as_passages
+from .backends import Backend, GenerationRequest, get_backend_class
+from .backends._base import timed_stream
+from .parsing import parse_ranking
+from .presets import ModelPreset, find_preset
+from .prompts import Template, available_templates, get_template
+from .window import check_window_args, window_schedule
+
+__all__ = ["Reranker"]
+
+logger = logging.getLogger(__name__)
+
+_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "max_tokens",
+    "min_tokens",
+    "repetition_penalty",
+    "seed",
+)
+_RERANKER_OPTIONS = ("tokenizer", "max_passage_tokens", "sampling", "strict", "keep_prompts", "progress")
+
+
+@dataclass
+class _QueryState:
+    """One query in flight: the current order (input indices by position) and its pending windows."""
+
+    qid: str | None
+    label: str
+    query: str
+    passages: list[Passage]
+    schedule: list[tuple[int, int]]
+    order: list[int] = field(default_factory=list)
+    contents: list[str | None] = field(default_factory=list)
+    traces: list[WindowTrace] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.order = list(range(len(self.passages)))
+        self.contents = [None] * len(self.passages)
+
+
+class Reranker:
+    """A listwise reasoning reranker over any backend.
+
+    >>> from reasonrank import Reranker
+    >>> from reasonrank.backends import FakeBackend, answer
+    >>> backend = FakeBackend(lambda req: answer([1, 0] + list(range(2, len(req.docids)))))
+    >>> ranking = Reranker(backend, progress=False).rerank("q", ["first", "second", "third"])
+    >>> ranking.docids, len(ranking.windows)
+    (['1', '0', '2'], 1)
+
+    ``tokenizer`` (default: the backend's) renders the chat template and truncates passages as the official
+    code does; without one, prompts are rendered with the built-in Qwen2.5 ChatML template and passages are
+    not truncated. ``max_passage_tokens=None`` means the template's default (512 tokens for the ReasonRank
+    templates, as in the official BRIGHT runs; the official BEIR/TREC-DL runs used 100).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str,
+        *,
+        template: str | Template = "reasonrank",
+        tokenizer: Any = None,
+        max_passage_tokens: int | None = None,
+        sampling: SamplingParams | None = None,
+        strict: bool = False,
+        keep_prompts: bool = False,
+        progress: bool = True,
+        **backend_options: Any,
+    ) -> None:
+        if isinstance(backend, str):
+            backend = get_backend_class(backend)(**backend_options)
+        elif backend_options:
+            raise InvalidInputError(
+                f"unexpected options {sorted(backend_options)}: backend options only apply when the backend is "
+                "given by name"
+            )
+        if not isinstance(backend, Backend):
+            raise InvalidInputError(
+                f"backend must be a reasonrank Backend or a registered name, got {type(backend).__name__}"
+            )
+        self.backend = backend
+        self.template = get_template(template)
+        self.tokenizer = tokenizer if tokenizer is not None else backend.tokenizer
+        if max_passage_tokens is not None and (
+            isinstance(max_passage_tokens, bool) or not isinstance(max_passage_tokens, int) or max_passage_tokens < 1
+        ):
+            raise InvalidInputError(f"max_passage_tokens must be an int >= 1 or None, got {max_passage_tokens!r}")
+        if max_passage_tokens is None and self.template.truncates_by_tokens and self.tokenizer is not None:
+            max_passage_tokens = self.template.default_max_passage_tokens
+        if max_passage_tokens is not None and self.template.truncates_by_tokens and self.tokenizer is None:
+            raise InvalidInputError(
+                "max_passage_tokens needs a tokenizer (truncation is by model tokens, as official): pass "
+                "tokenizer=... or leave max_passage_tokens=None"
+            )
+        self.max_passage_tokens = max_passage_tokens
+        self.sampling = sampling if sampling is not None else SamplingParams()
+        self.strict = strict
+        self.keep_prompts = keep_prompts
+        self.progress = progress
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str, *, backend: str = "hf", template: str | Template | None = None, **options: Any
+    ) -> Reranker:
+        """Load ``model`` on a backend with the settings of its preset.
+
+        Known models (``liuwenhan/reasonrank-7B``/``-32B``/``-8B``, or a local directory with the same name)
+        get their template, decoding and passage limit from :data:`reasonrank.presets.PRESETS`; any other
+        model needs ``template=``. Decoding can be overridden per field (``temperature=``, ``max_tokens=``,
+        ...) or with ``sampling=``; reranker options (``max_passage_tokens``, ``strict``, ``progress``, ...)
+        are taken out of ``options`` and everything else goes to the backend's ``from_pretrained``
+        (e.g. ``gguf_file=``, ``dtype=``, ``device=``, ``batch_size=`` for ``hf``).
+        """
+        if not isinstance(model, str) or not model:
+            raise InvalidInputError("model must be a hub id or a local path")
+        preset: ModelPreset | None = find_preset(model)
+        if template is None:
+            if preset is None:
+                raise InvalidInputError(
+                    f"no preset for model {model!r}; pass template= (one of {', '.join(available_templates())})"
+                )
+            template = preset.template
+        reranker_kwargs = {k: options.pop(k) for k in _RERANKER_OPTIONS if k in options}
+        overrides = {k: options.pop(k) for k in _SAMPLING_FIELDS if k in options}
+        sampling = reranker_kwargs.pop("sampling", None) or (preset.sampling if preset else SamplingParams())
+        if overrides:
+            sampling = replace(sampling, **overrides)
+        if preset is not None and "max_passage_tokens" not in reranker_kwargs:
+            reranker_kwargs["max_passage_tokens"] = preset.max_passage_tokens
+        backend_cls = get_backend_class(backend)
+        loader = getattr(backend_cls, "from_pretrained", None)
+        if loader is None:
+            raise InvalidInputError(
+                f"backend {backend!r} cannot load models by name; build it and pass it to Reranker()"
+            )
+        return cls(loader(model, **options), template=template, sampling=sampling, **reranker_kwargs)
+
+    # ------------------------------------------------------------------ public API
+
+    def rerank(
+        self,
+        query: str,
+        passages: Sequence[PassageLike],
+        *,
+        window: int = 20,
+        step: int = 10,
+        top_k: int | None = None,
+        qid: str | None = None,
+    ) -> Ranking:
+        """Rerank ``passages`` for ``query``; the first ``top_k`` only if given (the rest keep their order)."""
+        return self.rerank_batch(
+            [query], [passages], window=window, step=step, top_k=top_k, qids=None if qid is None else [qid]
+        )[0]
+
+    def rerank_batch(
+        self,
+        queries: Sequence[str],
+        passages_per_query: Sequence[Sequence[PassageLike]],
+        *,
+        window: int = 20,
+        step: int = 10,
+        top_k: int | None = None,
+        qids: Sequence[str] | None = None,
+        progress: bool | None = None,
+    ) -> list[Ranking]:
+        """Rerank many queries, sending window round ``k`` of every query to the backend in one call.
+
+        Queries with fewer candidates simply have fewer rounds. ``progress`` (default: the reranker's
+        setting) shows a tqdm bar over windows.
+        """
+        states = self._start(queries, passages_per_query, window, step, top_k, qids)
+        total = sum(len(s.schedule) for s in states)
+        from tqdm.auto import tqdm
+
+        show = self.progress if progress is None else progress
+        with tqdm(total=total, desc="windows", unit="win", disable=not show) as bar:
+            for round_index in range(max((len(s.schedule) for s in states), default=0)):
+                active = [s for s in states if round_index < len(s.schedule)]
+                self._run_round(round_index, active)
+                bar.update(len(active))
+        return [self._finish(s) for s in states]
+
+    # ------------------------------------------------------------------ internals
+
+    def _start(
+        self,
+        queries: Sequence[str],
+        passages_per_query: Sequence[Sequence[PassageLike]],
+        window: int,
+        step: int,
+        top_k: int | None,
+        qids: Sequence[str] | None,
+    ) -> list[_QueryState]:
+        check_window_args(window, step)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise InvalidInputError(f"top_k must be an int >= 1 (or None for all passages), got {top_k!r}")
+        if isinstance(queries, str) or not isinstance(queries, Sequence):
+            raise InvalidInputError("queries must be a list of query strings; use rerank() for a single query")
+        if isinstance(passages_per_query, (str, bytes)) or not isinstance(passages_per_query, Sequence):
+            raise InvalidInputError("passages_per_query must be a list with one list of passages per query")
+        if len(queries) != len(passages_per_query):
+            raise InvalidInputError(
+                f"got {len(queries)} queries but {len(passages_per_query)} passage lists; give one list per query"
+            )
+        if qids is not None and len(qids) != len(queries):
+            raise InvalidInputError(f"got {len(qids)} qids for {len(queries)} queries")
+        states = []
+        for i, query in enumerate(queries):
+            qid = None if qids is None else str(qids[i])
+            label = f"query {i}" + (f" (qid {qid})" if qid is not None else "")
+            if not isinstance(query, str):
+                raise InvalidInputError(f"{label}: query must be a str, got {type(query).__name__}")
+            if not query.strip():
+                raise InvalidInputError(f"{label}: query is empty; pass the search query text")
+            try:
+                passages = as_passages(passages_per_query[i])
+            except (InvalidInputError, PassageTypeError) as e:
+                raise type(e)(f"{label}: {e}") from None
+            if not passages:
+                raise InvalidInputError(f"{label}: no passages to rerank; pass at least one passage")
+            schedule = [
+                (s, e) for s, e in window_schedule(len(passages), window, step, rank_end=top_k) if e - s >= 2
+            ]  # a window of one passage cannot change the order: no model call for it
+            states.append(_QueryState(qid, label, query, passages, schedule))
+        return states
+
+    def _content(self, state: _QueryState, index: int) -> str:
+        # A passage's prompt text does not depend on its window: compute it once (fix_text and tokenizing
+        # are the expensive parts of building a prompt).
+        content = state.contents[index]
+        if content is None:
+            content = self.template.passage_content(
+                state.passages[index], tokenizer=self.tokenizer, max_passage_tokens=self.max_passage_tokens
+            )
+            state.contents[index] = content
+        return content
+
+    def _request(self, state: _QueryState, round_index: int) -> GenerationRequest:
+        start, end = state.schedule[round_index]
+        indices = state.order[start:end]
+        contents = tuple(self._content(state, i) for i in indices)
+        messages = self.template.messages_from_contents(state.query, contents)
+        return GenerationRequest(
+            prompt=self.template.render_messages(messages, self.tokenizer),
+            messages=tuple(messages),
+            sampling=self.template.sampling_for_window(end - start, self.sampling, self.tokenizer),
+            query=state.query,
+            docids=tuple(self._docid(state, i) for i in indices),
+            contents=contents,
+            key=f"{state.label} window {round_index} [{start}, {end})",
+        )
+
+    @staticmethod
+    def _docid(state: _QueryState, index: int) -> str:
+        docid = state.passages[index].docid
+        return docid if docid is not None else str(index)
+
+    def _run_round(self, round_index: int, active: list[_QueryState]) -> None:
+        requests = [self._request(s, round_index) for s in active]
+        done = [False] * len(active)
+        results = timed_stream(self.backend, requests)
+        while True:
+            try:
+                i, generation, seconds = next(results)
+            except StopIteration:
+                break
+            except Exception as e:  # the backend failed: say which windows are lost, keep the cause
+                failed = [(s.qid or s.label, s.schedule[round_index]) for s, ok in zip(active, done) if not ok]
+                names = ", ".join(f"{q} {list(w)}" for q, w in failed[:5]) + (" ..." if len(failed) > 5 else "")
+                first = active[done.index(False)] if not all(done) else active[0]
+                raise WindowFailedError(
+                    f"backend {type(self.backend).__name__} failed in window round {round_index} "
+                    f"({len(failed)} of {len(active)} windows not completed: {names}): {type(e).__name__}: {e}",
+                    failed=failed,
+                    completed=sum(done),
+                    query=first.query,
+                    qid=first.qid,
+                    window=first.schedule[round_index],
+                ) from e
+            if not 0 <= i < len(active) or done[i]:
+                raise BackendError(f"backend {self.backend!r} returned result index {i} twice or out of range")
+            done[i] = True
+            self._apply(active[i], round_index, requests[i], generation, seconds)
+        if not all(done):
+            missing = [s.label for s, ok in zip(active, done) if not ok]
+            raise BackendError(
+                f"backend {type(self.backend).__name__} returned no result for {len(missing)} window(s) "
+                f"of round {round_index}: {', '.join(missing[:5])}",
+                query=active[done.index(False)].query,
+                window=round_index,
+            )
+
+    def _apply(
+        self,
+        state: _QueryState,
+        round_index: int,
+        request: GenerationRequest,
+        generation: Any,
+        seconds: float,
+    ) -> None:
+        start, end = state.schedule[round_index]
+        if not isinstance(getattr(generation, "text", None), str):
+            raise BackendError(f"backend returned {generation!r} for {request.key}; expected a Generation")
+        parsed = parse_ranking(generation.text, end - start, style=self.template.parser_style, strict=self.strict)
+        window_indices = state.order[start:end]
+        state.order[start:end] = [window_indices[j] for j in parsed.order]
+        if parsed.repairs:
+            logger.debug("%s: repaired %s", request.key, [r.kind for r in parsed.repairs])
+        state.traces.append(
+            WindowTrace(
+                round=round_index,
+                start=start,
+                end=end,
+                docids=request.docids,
+                output=generation.text,
+                order=parsed.order,
+                reasoning=parsed.reasoning,
+                answer=parsed.answer,
+                repairs=parsed.repairs,
+                prompt_tokens=generation.prompt_tokens,
+                output_tokens=generation.output_tokens,
+                finish_reason=generation.finish_reason,
+                seconds=seconds,
+                prompt=request.prompt if self.keep_prompts else None,
+            )
+        )
+
+    @staticmethod
+    def _finish(state: _QueryState) -> Ranking:
+        if sorted(state.order) != list(range(len(state.passages))):  # cannot happen: parse_ranking permutes
+            raise AssertionError(f"{state.label}: order is not a permutation")
+        passages = [RankedPassage.from_passage(state.passages[i], i) for i in state.order]
+        return Ranking(query=state.query, passages=passages, windows=state.traces, qid=state.qid)
+
+    def __repr__(self) -> str:
+        return f"Reranker(backend={self.backend!r}, template={self.template.name!r})"

@@ -138,15 +138,25 @@ class Reranker:
         sampling = reranker_kwargs.pop("sampling", None) or (preset.sampling if preset else SamplingParams())
         if overrides:
             sampling = replace(sampling, **overrides)
-        if preset is not None and "max_passage_tokens" not in reranker_kwargs:
-            reranker_kwargs["max_passage_tokens"] = preset.max_passage_tokens
         backend_cls = get_backend_class(backend)
         loader = getattr(backend_cls, "from_pretrained", None)
         if loader is None:
             raise InvalidInputError(
                 f"backend {backend!r} cannot load models by name; build it and pass it to Reranker()"
             )
-        return cls(loader(model, **options), template=template, sampling=sampling, **reranker_kwargs)
+        loaded = loader(model, **options)
+        if preset is not None and "max_passage_tokens" not in reranker_kwargs:
+            if reranker_kwargs.get("tokenizer") is not None or loaded.tokenizer is not None:
+                reranker_kwargs["max_passage_tokens"] = preset.max_passage_tokens
+            else:
+                logger.warning(
+                    "%s: the %s backend has no tokenizer, so passages are not truncated to %s tokens as the "
+                    "official pipeline does; pass tokenizer=... for byte-identical prompts",
+                    model,
+                    backend,
+                    preset.max_passage_tokens,
+                )
+        return cls(loaded, template=template, sampling=sampling, **reranker_kwargs)
 
     # ------------------------------------------------------------------ public API
 

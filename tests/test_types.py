@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+
+from reasonrank import InvalidInputError, Passage, PassageTypeError, RankedPassage, Ranking, SamplingParams, WindowTrace
+from reasonrank._types import as_passage, as_passages
+
+
+def test_mapping_keys_follow_official_priority():
+    assert as_passage({"text": "t", "contents": "c"}).text == "t"
+    assert as_passage({"segment": "s", "contents": "c"}).text == "s"
+    assert as_passage({"contents": "c", "body": "b"}).text == "c"
+    assert as_passage({"body": "b", "passage": "p"}).text == "b"
+    assert as_passage({"passage": "p"}).text == "p"
+    assert as_passage({"content": "rankgpt style"}).text == "rankgpt style"
+    # key presence wins even when the value is empty, as in the official code
+    assert as_passage({"text": "", "contents": "c"}).text == ""
+
+
+def test_mapping_keeps_everything_else():
+    p = as_passage({"_id": 3, "text": "x", "title": "T", "score": 2, "url": "u", "lang": "en"})
+    assert (p.docid, p.title, p.score) == ("3", "T", 2.0)
+    assert p.metadata == {"url": "u", "lang": "en"}
+
+
+@pytest.mark.parametrize(
+    "bad, error, words",
+    [
+        ({"title": "only a title"}, InvalidInputError, "has no text"),
+        ({"text": 5}, PassageTypeError, "must be a str"),
+        ({"text": None}, PassageTypeError, "must be a str"),
+        ({"text": "x", "title": 3}, PassageTypeError, "'title' must be a str"),
+        ({"text": "x", "score": "high"}, PassageTypeError, "score must be a number"),
+        ({"text": "x", "docid": 1.5}, PassageTypeError, "docid must be a str or int"),
+        (b"bytes", PassageTypeError, "pass a str"),
+        (42, PassageTypeError, "pass a str"),
+        (Passage(text=None), PassageTypeError, "must be a str"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_passages_say_what_to_fix(bad, error, words):
+    with pytest.raises(error) as e:
+        as_passage(bad, 7)
+    assert words in str(e.value) and "passage 7" in str(e.value)
+
+
+def test_passage_list_must_be_a_list():
+    with pytest.raises(PassageTypeError, match="wrap a single passage in a list"):
+        as_passages("just one string")
+    with pytest.raises(PassageTypeError):
+        as_passages({"text": "a mapping"})
+
+
+def test_sampling_params_validate():
+    assert SamplingParams().greedy
+    assert not SamplingParams(temperature=0.6).greedy
+    for kwargs in ({"temperature": -1}, {"top_p": 0}, {"max_tokens": 0}, {"min_tokens": 5, "max_tokens": 4}):
+        with pytest.raises(InvalidInputError):
+            SamplingParams(**kwargs)
+
+
+def _ranking() -> Ranking:
+    passages = [
+        RankedPassage("b", "B text", 1, 9.5, None, {"url": "u"}),
+        RankedPassage("c", "C text", 2, 9.5),
+        RankedPassage("a", "A text", 0, 10.0, "Title A"),
+    ]
+    trace = WindowTrace(0, 0, 3, ("a", "b", "c"), "<think>r</think><answer>[2] > [3]</answer>", (1, 2, 0))
+    return Ranking("the query", passages, [trace], qid="q1")
+
+
+def test_ranking_scores_conventions():
+    r = _ranking()
+    assert r.scores("rank") == [3.0, 2.0, 1.0]
+    # positional: input scores stay with positions (official), docs move
+    assert r.scores("positional") == [10.0, 9.5, 9.5]
+    assert r.to_run() == {"b": 3.0, "c": 2.0, "a": 1.0}
+    with pytest.raises(InvalidInputError):
+        r.scores("bogus")  # type: ignore[arg-type]
+
+
+def test_positional_scores_need_input_scores():
+    r = Ranking("q", [RankedPassage("a", "A", 0)])
+    with pytest.raises(InvalidInputError, match="scores='rank'"):
+        r.scores("positional")
+
+
+def test_trec_lines():
+    r = _ranking()
+    assert r.to_trec(tag="run1", scores="positional") == [
+        "q1 Q0 b 1 10.000000 run1",
+        "q1 Q0 c 2 9.500000 run1",
+        "q1 Q0 a 3 9.500000 run1",
+    ]
+    with pytest.raises(InvalidInputError, match="pass one"):
+        Ranking("q", r.passages).to_trec()
+    bad = Ranking("q", [RankedPassage("has space", "x", 0)], qid="q")
+    with pytest.raises(InvalidInputError, match="whitespace"):
+        bad.to_trec()
+
+
+def test_ranking_json_round_trip():
+    r = _ranking()
+    again = Ranking.from_json(r.to_json())
+    assert again == r
+    assert again.passages[0].metadata == {"url": "u"}
+    assert again.windows[0].order == (1, 2, 0)

@@ -49,6 +49,10 @@ POST_PROMPT = (
 class RankGPTTemplate(Template):
     """The RankGPT multi-turn prompt; passages cut to ``max_words`` words or to ``max_chars`` characters.
 
+    ``normalise_untitled`` picks the loader a passage without title is taken through (see
+    :func:`~reasonrank.prompts._rearank.official_hit_content`): RankGPT's ``run_retriever`` (True) or REARANK's
+    BRIGHT loader (False).
+
     >>> from reasonrank.prompts import get_template
     >>> msgs = get_template("rankgpt-classic").build_messages("q", ["one  two\\nthree", "four"])
     >>> [(m["role"], m["content"]) for m in msgs[2:6]]  # doctest: +NORMALIZE_WHITESPACE
@@ -69,6 +73,7 @@ class RankGPTTemplate(Template):
         max_chars: int | None = None,
         received_turns: bool = True,
         parser_style: str = "rankgpt",
+        normalise_untitled: bool = True,
     ) -> None:
         if (max_words is None) == (max_chars is None):
             raise InvalidInputError("give exactly one of max_words (original RankGPT) and max_chars (REARANK's copy)")
@@ -80,13 +85,15 @@ class RankGPTTemplate(Template):
         self.max_chars = max_chars
         self.received_turns = received_turns
         self.parser_style = parser_style  # type: ignore[misc]
+        self.normalise_untitled = normalise_untitled
 
     def passage_content(
         self, passage: PassageLike, *, tokenizer: Any = None, max_passage_tokens: int | None = None
     ) -> str:
         cut = f"{self.max_words} words" if self.max_words is not None else f"{self.max_chars} characters"
         refuse_token_limit(self, max_passage_tokens, cut)
-        content = official_hit_content(passage).replace("Title: Content: ", "").strip()
+        content = official_hit_content(passage, normalise_untitled=self.normalise_untitled)
+        content = content.replace("Title: Content: ", "").strip()
         if self.max_words is not None:  # original: ' '.join(content.split()[:300])
             return " ".join(content.split()[: self.max_words])
         return " ".join(content.split())[: self.max_chars]  # REARANK's copy: f"[{rank}] {content[:300]}"
@@ -112,5 +119,12 @@ class RankGPTTemplate(Template):
 
 RANKGPT_CLASSIC = register_template(RankGPTTemplate("rankgpt-classic"))
 RANKGPT_REARANK = register_template(
-    RankGPTTemplate("rankgpt-rearank", max_words=None, max_chars=300, received_turns=False, parser_style="rearank")
+    RankGPTTemplate(
+        "rankgpt-rearank",
+        max_words=None,
+        max_chars=300,
+        received_turns=False,
+        parser_style="rearank",
+        normalise_untitled=False,  # as the rearank template: BRIGHT contents are taken as loaded
+    )
 )

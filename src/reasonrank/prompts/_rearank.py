@@ -63,13 +63,16 @@ FINAL = (
 )
 
 
-def official_hit_content(passage: PassageLike) -> str:
+def official_hit_content(passage: PassageLike, *, normalise_untitled: bool = False) -> str:
     """A passage's ``hit['content']`` as the official loaders build it, before the prompt's own processing.
 
     A passage with a title (even an empty one: the official test is ``'title' in doc``) is a BEIR document:
     ``run_retriever`` builds ``'Title: ' + title + ' ' + 'Content: ' + text`` and whitespace-normalises it;
     the prompt's ``'Title: Content: '`` replace later drops an empty title's prefix. A passage without one is
-    taken as is, as ``get_hits_from_run_bright`` does with BRIGHT's ``contents``.
+    taken as is, as REARANK's ``get_hits_from_run_bright`` does with BRIGHT's ``contents``, or
+    whitespace-normalised with ``normalise_untitled=True``, as ``run_retriever`` does with MS MARCO/BEIR
+    ``contents`` (RankGPT's only loader). The two differ only for a text holding ``Title:`` and
+    ``Content:`` separated by whitespace other than one space, which the prompt's replace then misses.
 
     >>> official_hit_content({"title": "T\\n1", "text": " a  b "})
     'Title: T 1 Content: a b'
@@ -77,7 +80,7 @@ def official_hit_content(passage: PassageLike) -> str:
     p = ensure_passage(passage)
     if p.title is not None:
         return " ".join(("Title: " + p.title + " " + "Content: " + p.text).split())
-    return p.text
+    return " ".join(p.text.split()) if normalise_untitled else p.text
 
 
 def refuse_token_limit(template: Template, max_passage_tokens: int | None, cut: str) -> None:

@@ -122,12 +122,13 @@ class Reranker:
     ) -> Reranker:
         """Load ``model`` on a backend with the settings of its preset.
 
-        Known models (``liuwenhan/reasonrank-7B``/``-32B``/``-8B``, or a local directory with the same name)
-        get their template, decoding and passage limit from :data:`reasonrank.presets.PRESETS`; any other
-        model needs ``template=``. Decoding can be overridden per field (``temperature=``, ``max_tokens=``,
-        ...) or with ``sampling=``; reranker options (``max_passage_tokens``, ``strict``, ``progress``, ...)
-        are taken out of ``options`` and everything else goes to the backend's ``from_pretrained``
-        (e.g. ``gguf_file=``, ``dtype=``, ``device=``, ``batch_size=`` for ``hf``).
+        Known models (``liuwenhan/reasonrank-7B``/``-32B``/``-8B``, ``le723z/Rearank-7B``, or a local directory
+        with the same name) get their template, decoding and passage limit from
+        :data:`reasonrank.presets.PRESETS`; any other model needs ``template=``. Decoding can be overridden per
+        field (``temperature=``, ``max_tokens=``, ...) or with ``sampling=``; reranker options
+        (``max_passage_tokens``, ``strict``, ``progress``, ...) are taken out of ``options`` and everything else
+        goes to the backend's ``from_pretrained`` (e.g. ``gguf_file=``, ``dtype=``, ``device=``,
+        ``batch_size=`` for ``hf``).
         """
         if not isinstance(model, str) or not model:
             raise InvalidInputError("model must be a hub id or a local path")

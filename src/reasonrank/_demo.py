@@ -51,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=3, help="how many NovelEval queries (1-21, default 3)")
     parser.add_argument("--template", default="reasonrank", help="prompt template (default reasonrank)")
     parser.add_argument("--max-tokens", type=int, default=192, help="tokens generated per window (default 192)")
-    parser.add_argument("--max-passage-tokens", type=int, default=100, help="passage truncation (default 100)")
+    parser.add_argument(
+        "--max-passage-tokens",
+        type=int,
+        default=None,
+        help="passage truncation in tokens (default 100; templates that cut by characters or words take none)",
+    )
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--step", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=4, help="windows per generate() call")
@@ -60,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Rerank NovelEval with SmolLM2-135M-Instruct and print nDCG@10 before and after."""
+    from .prompts import get_template
     from .reranker import Reranker
 
     out = sys.stdout.write
@@ -69,12 +75,15 @@ def run(args: argparse.Namespace) -> int:
     items = data["queries"][: args.queries]
     qrels = {q["qid"]: data["qrels"][q["qid"]] for q in items}
 
+    max_passage_tokens = args.max_passage_tokens
+    if max_passage_tokens is None and get_template(args.template).truncates_by_tokens:
+        max_passage_tokens = 100  # REARANK/RankGPT templates cut passages by characters/words themselves
     t0 = time.perf_counter()
     reranker = Reranker.from_pretrained(
         smollm2_gguf_path(),
         template=args.template,
         max_tokens=args.max_tokens,
-        max_passage_tokens=args.max_passage_tokens,
+        max_passage_tokens=max_passage_tokens,
         batch_size=args.batch_size,
         progress=not args.no_progress,
     )

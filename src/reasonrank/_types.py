@@ -159,7 +159,8 @@ class Repair:
 
     ``kind`` is one of ``no_answer`` (no answer block: digits read from the whole text), ``answer_fallback``
     (no complete think/answer pair: read after the last ``<answer>``), ``invalid_number``
-    (a digit that ``int()`` rejects; the window keeps its order), ``duplicate``, ``out_of_range``,
+    (a digit that ``int()`` rejects; the window keeps its order, or with the ``rearank`` parser style only that
+    number is skipped), ``duplicate``, ``out_of_range``,
     ``missing`` (appended in original order). ``ids`` are the 1-based identifiers concerned.
     """
 

@@ -48,6 +48,8 @@ class Extraction:
     answer: str
     reasoning: str | None = None
     repair: Repair | None = None
+    #: a number ``int()`` rejects (``²``) is skipped (REARANK) instead of leaving the window unchanged (ReasonRank)
+    skip_invalid_numbers: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,14 +148,20 @@ def parse_ranking(text: str, num: int, *, style: str = "reasonrank", strict: boo
     repairs: list[Repair] = [extraction.repair] if extraction.repair else []
     digits_only = "".join(c if c.isdigit() else " " for c in extraction.answer).strip()
     identity = tuple(range(num))
-    try:
-        ids = tuple(int(tok) for tok in digits_only.split())
-    except ValueError:
-        # Official: print('unexcepted output!') and return the window unchanged.
-        bad = next(tok for tok in digits_only.split() if not tok.isdecimal())
-        repairs.append(Repair("invalid_number", detail=f"{bad!r} is not a number int() accepts; window kept as is"))
+    tokens = digits_only.split()
+    numbers = [_to_int(tok) for tok in tokens]
+    invalid = [tok for tok, n in zip(tokens, numbers) if n is None]
+    if invalid and extraction.skip_invalid_numbers:
+        # Official REARANK: `try: int(x) - 1 except: pass` -- only the bad number is lost.
+        repairs.append(Repair("invalid_number", detail=f"{invalid!r} skipped: int() rejects them"))
+    elif invalid:
+        # Official ReasonRank: print('unexcepted output!') and return the window unchanged.
+        repairs.append(
+            Repair("invalid_number", detail=f"{invalid[0]!r} is not a number int() accepts; window kept as is")
+        )
         result = ParseResult(identity, extraction.answer, extraction.reasoning, (), tuple(repairs))
         return _check_strict(result, text, strict)
+    ids = tuple(n for n in numbers if n is not None)
 
     seen: set[int] = set()
     order: list[int] = []
@@ -179,6 +187,13 @@ def parse_ranking(text: str, num: int, *, style: str = "reasonrank", strict: boo
         repairs.append(Repair("missing", tuple(j + 1 for j in missing), detail="appended in original order"))
     result = ParseResult(tuple(order), extraction.answer, extraction.reasoning, ids, tuple(repairs))
     return _check_strict(result, text, strict)
+
+
+def _to_int(token: str) -> int | None:
+    try:
+        return int(token)
+    except ValueError:  # "²" (isdigit() but not a decimal), or more digits than int() converts
+        return None
 
 
 def _check_strict(result: ParseResult, text: str, strict: bool) -> ParseResult:

@@ -1,4 +1,4 @@
-"""Settings of the known checkpoints: template, decoding, passage truncation (model-reference §1.6, §4)."""
+"""Settings of the known checkpoints: template, decoding, passage truncation (model-reference §1.6, §4, §5)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ class ModelPreset:
 
     template: str
     sampling: SamplingParams
-    #: passage truncation in model tokens: 512 as in the official BRIGHT/R2MED runs (they use 100 on BEIR/DL)
+    #: passage truncation in model tokens: 512 as in the official BRIGHT/R2MED runs (they use 100 on BEIR/DL);
+    #: None for templates that cut passages by characters or words themselves (REARANK, RankGPT)
     max_passage_tokens: int | None = 512
     note: str = ""
 
@@ -26,6 +27,8 @@ _REASONRANK_GREEDY = SamplingParams(temperature=0.0, max_tokens=3172)
 _REASONRANK_QWEN3 = SamplingParams(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0, max_tokens=3172)
 
 _REASONRANK_8B = ModelPreset("reasonrank-qwen3", _REASONRANK_QWEN3, note="Qwen3-8B")
+# REARANK agent.QwenClient defaults: temperature 0.0, top_p 1.0, repetition_penalty 1.0, max_tokens 2048.
+_REARANK_GREEDY = SamplingParams(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_tokens=2048)
 
 PRESETS: dict[str, ModelPreset] = {
     "liuwenhan/reasonrank-7B": ModelPreset("reasonrank", _REASONRANK_GREEDY, note="Qwen2.5-7B-Instruct, full FT"),
@@ -33,6 +36,10 @@ PRESETS: dict[str, ModelPreset] = {
     # run_rank_llm.sh uses the first id; the README links the ModelScope one.
     "liuwenhan/reasonrank-8B": _REASONRANK_8B,
     "lwhlwh/reasonrank-8B": _REASONRANK_8B,
+    # Passages are cut to 400 characters by the template itself, so no token limit.
+    "le723z/Rearank-7B": ModelPreset(
+        "rearank", _REARANK_GREEDY, max_passage_tokens=None, note="Qwen2.5-7B-Instruct, GRPO only (no SFT)"
+    ),
 }
 
 
@@ -43,6 +50,8 @@ def find_preset(model: str) -> ModelPreset | None:
     'reasonrank'
     >>> find_preset("/data/ckpt/ReasonRank-8B/").template
     'reasonrank-qwen3'
+    >>> find_preset("le723z/Rearank-7B").sampling.max_tokens
+    2048
     >>> find_preset("Qwen/Qwen2.5-7B-Instruct") is None
     True
     """

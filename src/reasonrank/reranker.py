@@ -14,7 +14,7 @@ from .backends._base import timed_stream
 from .parsing import parse_ranking
 from .presets import ModelPreset, find_preset
 from .prompts import Template, available_templates, get_template
-from .window import check_window_args, window_schedule
+from .window import check_window_args, check_window_mode, window_schedule
 
 __all__ = ["Reranker"]
 
@@ -105,6 +105,11 @@ class Reranker:
                 "max_passage_tokens needs a tokenizer (truncation is by model tokens, as official): pass "
                 "tokenizer=... or leave max_passage_tokens=None"
             )
+        if max_passage_tokens is not None and not self.template.truncates_by_tokens:
+            raise InvalidInputError(
+                f"the {self.template.name!r} template cuts passages by characters or words itself (as its "
+                "official code does), so max_passage_tokens does not apply: leave it None"
+            )
         self.max_passage_tokens = max_passage_tokens
         self.sampling = sampling if sampling is not None else SamplingParams()
         self.strict = strict
@@ -117,12 +122,13 @@ class Reranker:
     ) -> Reranker:
         """Load ``model`` on a backend with the settings of its preset.
 
-        Known models (``liuwenhan/reasonrank-7B``/``-32B``/``-8B``, or a local directory with the same name)
-        get their template, decoding and passage limit from :data:`reasonrank.presets.PRESETS`; any other
-        model needs ``template=``. Decoding can be overridden per field (``temperature=``, ``max_tokens=``,
-        ...) or with ``sampling=``; reranker options (``max_passage_tokens``, ``strict``, ``progress``, ...)
-        are taken out of ``options`` and everything else goes to the backend's ``from_pretrained``
-        (e.g. ``gguf_file=``, ``dtype=``, ``device=``, ``batch_size=`` for ``hf``).
+        Known models (``liuwenhan/reasonrank-7B``/``-32B``/``-8B``, ``le723z/Rearank-7B``, or a local directory
+        with the same name) get their template, decoding and passage limit from
+        :data:`reasonrank.presets.PRESETS`; any other model needs ``template=``. Decoding can be overridden per
+        field (``temperature=``, ``max_tokens=``, ...) or with ``sampling=``; reranker options
+        (``max_passage_tokens``, ``strict``, ``progress``, ...) are taken out of ``options`` and everything else
+        goes to the backend's ``from_pretrained`` (e.g. ``gguf_file=``, ``dtype=``, ``device=``,
+        ``batch_size=`` for ``hf``).
         """
         if not isinstance(model, str) or not model:
             raise InvalidInputError("model must be a hub id or a local path")
@@ -145,7 +151,11 @@ class Reranker:
                 f"backend {backend!r} cannot load models by name; build it and pass it to Reranker()"
             )
         loaded = loader(model, **options)
-        if preset is not None and "max_passage_tokens" not in reranker_kwargs:
+        if (
+            preset is not None
+            and "max_passage_tokens" not in reranker_kwargs
+            and get_template(template).truncates_by_tokens
+        ):
             if reranker_kwargs.get("tokenizer") is not None or loaded.tokenizer is not None:
                 reranker_kwargs["max_passage_tokens"] = preset.max_passage_tokens
             else:
@@ -169,10 +179,21 @@ class Reranker:
         step: int = 10,
         top_k: int | None = None,
         qid: str | None = None,
+        window_mode: str = "fixed",
     ) -> Ranking:
-        """Rerank ``passages`` for ``query``; the first ``top_k`` only if given (the rest keep their order)."""
+        """Rerank ``passages`` for ``query``; the first ``top_k`` only if given (the rest keep their order).
+
+        ``window_mode="faithful"`` runs RankGPT's/REARANK's window loop with its quirks (see
+        :func:`reasonrank.window_schedule`); the default ``"fixed"`` always covers every candidate.
+        """
         return self.rerank_batch(
-            [query], [passages], window=window, step=step, top_k=top_k, qids=None if qid is None else [qid]
+            [query],
+            [passages],
+            window=window,
+            step=step,
+            top_k=top_k,
+            qids=None if qid is None else [qid],
+            window_mode=window_mode,
         )[0]
 
     def rerank_batch(
@@ -185,13 +206,15 @@ class Reranker:
         top_k: int | None = None,
         qids: Sequence[str] | None = None,
         progress: bool | None = None,
+        window_mode: str = "fixed",
     ) -> list[Ranking]:
         """Rerank many queries, sending window round ``k`` of every query to the backend in one call.
 
         Queries with fewer candidates simply have fewer rounds. ``progress`` (default: the reranker's
-        setting) shows a tqdm bar over windows.
+        setting) shows a tqdm bar over windows. ``window_mode`` is ``"fixed"`` (default) or ``"faithful"``; in
+        faithful mode ``top_k`` is the official ``rank_end`` and is not clamped to a query's candidate count.
         """
-        states = self._start(queries, passages_per_query, window, step, top_k, qids)
+        states = self._start(queries, passages_per_query, window, step, top_k, qids, window_mode)
         total = sum(len(s.schedule) for s in states)
         from tqdm.auto import tqdm
 
@@ -213,8 +236,10 @@ class Reranker:
         step: int,
         top_k: int | None,
         qids: Sequence[str] | None,
+        window_mode: str = "fixed",
     ) -> list[_QueryState]:
         check_window_args(window, step)
+        check_window_mode(window_mode)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise InvalidInputError(f"top_k must be an int >= 1 (or None for all passages), got {top_k!r}")
         if isinstance(queries, str) or not isinstance(queries, Sequence):
@@ -242,7 +267,9 @@ class Reranker:
             if not passages:
                 raise InvalidInputError(f"{label}: no passages to rerank; pass at least one passage")
             schedule = [
-                (s, e) for s, e in window_schedule(len(passages), window, step, rank_end=top_k) if e - s >= 2
+                (s, e)
+                for s, e in window_schedule(len(passages), window, step, rank_end=top_k, mode=window_mode)
+                if e - s >= 2
             ]  # a window of one passage cannot change the order: no model call for it
             states.append(_QueryState(qid, label, query, passages, schedule))
         return states

@@ -17,9 +17,13 @@ from ._base import (
     truncate_by_tokens,
 )
 from ._chat import apply_chat_template, qwen25_chatml
+from ._rankgpt import RankGPTTemplate
+from ._rearank import RearankTemplate
 from ._reasonrank import ReasonRankTemplate
 
 __all__ = [
+    "RankGPTTemplate",
+    "RearankTemplate",
     "ReasonRankTemplate",
     "Template",
     "apply_chat_template",

@@ -50,9 +50,9 @@ TASKS = (
 )
 STRATEGIES: dict[str, Strategy] = {
     "sliding (official)": Sliding(),
-    "tdpart": TDPart(),
+    "tdpart (default, cutoff 12)": TDPart(),
+    "tdpart cutoff=10 (paper)": TDPart(cutoff=10),
     "tournament": Tournament(),
-    "tournament rounds=4": Tournament(rounds=4),
 }
 
 
@@ -149,13 +149,13 @@ def run_strategy(strategy: Strategy, runs, qrels, oracle: NoisyOracle) -> tuple[
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated BRIGHT tasks (default: all 12)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument(
         "--noise",
-        default="0:0,0.5:0.25,1:0.5,2:0.5",
+        default="0.3:0.1,0.45:0.15,0.6:0.2,0.8:0.3",
         help="comma-separated sigma_doc:sigma_call levels (default: %(default)s)",
     )
-    parser.add_argument("--position-bias", default="0,0.5", help="comma-separated biases for prompt position")
+    parser.add_argument("--position-bias", default="0,0.3", help="comma-separated biases for prompt position")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                         "ndcg10_per_seed": scores,
                     }
                 )
-                print(f"  {name:22s} noise {sigma_doc}/{sigma_call} bias {bias}: {mean:.2f}", file=sys.stderr)
+                print(f"  {name:28s} noise {sigma_doc}/{sigma_call} bias {bias}: {mean:.2f}", file=sys.stderr)
     baseline = {
         (r["sigma_doc"], r["sigma_call"], r["position_bias"]): r["ndcg10"]
         for r in results

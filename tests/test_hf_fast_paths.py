@@ -129,3 +129,5 @@ def test_bad_fast_path_options(tiny_model, qwen25_tokenizer):
         HFBackend(tiny_model, qwen25_tokenizer, max_batch_tokens=0)
     with pytest.raises(InvalidInputError, match="pad_to_multiple_of"):
         HFBackend(tiny_model, qwen25_tokenizer, pad_to_multiple_of=0)
+    with pytest.raises(InvalidInputError, match="generate_batch"):
+        HFBackend(torch.nn.Linear(2, 2), qwen25_tokenizer, engine="continuous")

@@ -77,7 +77,7 @@ def test_an_exact_ranker_brings_the_best_passage_up_from_the_bottom(strategy):
     assert rankings[0].docids[0] == "d99"
 
 
-@pytest.mark.parametrize(("strategy", "exact"), [("sliding", 10), ("tdpart", 10), (TDPart(cutoff=5), 5)])
+@pytest.mark.parametrize(("strategy", "exact"), [("sliding", 10), (TDPart(cutoff=10), 10), (TDPart(cutoff=5), 5)])
 def test_an_exact_ranker_gets_the_true_top_k(strategy, exact):
     # sliding always; tdpart down to its cutoff when the pivot is within the window's reach overall
     rankings, _ = run(strategy, 100, values=deep)
@@ -96,7 +96,7 @@ def test_tdpart_stops_after_two_rounds_when_nothing_beats_the_pivot():
 def test_tdpart_windows_put_the_pivot_first():
     rankings, _ = run("tdpart", 100)
     top, *partitions, final = rankings[0].windows
-    pivot = top.docids[top.order[9]]
+    pivot = top.docids[top.order[11]]  # the default pivot: rank 12 of 20
     assert [w.docids[0] for w in partitions] == [pivot] * 5
     assert sum(len(w.docids) - 1 for w in partitions) == 80
     assert (final.start, final.end) == (0, len(final.docids))
@@ -133,6 +133,7 @@ def test_strategy_names_and_bad_settings():
         TDPart(cutoff=0)
     with pytest.raises(InvalidInputError, match="smaller than the window"):
         TDPart(cutoff=20).plan(100, window=20)
+    assert TDPart().plan(100, window=10, step=5).next_round(list(range(100)))[0].positions == tuple(range(10))
     with pytest.raises(InvalidInputError, match="rounds"):
         Tournament(rounds=1)
     with pytest.raises(UnknownNameError):
@@ -164,7 +165,7 @@ def random_output(rng: random.Random):
     window=st.integers(2, 25),
     step_fraction=st.floats(0.05, 0.95),
     top_k=st.one_of(st.none(), st.integers(1, 140)),
-    kind=st.sampled_from(["sliding", "tdpart", "tournament", "tournament4"]),
+    kind=st.sampled_from(["sliding", "tdpart", "tdpart-default", "tournament", "tournament4"]),
     cutoff=st.integers(1, 24),
     seed=st.integers(0, 2**32 - 1),
 )
@@ -173,6 +174,7 @@ def test_no_strategy_loses_or_duplicates_a_passage(n, window, step_fraction, top
     strategy = {
         "sliding": Sliding(),
         "tdpart": TDPart(cutoff=min(cutoff, window - 1)),
+        "tdpart-default": TDPart(),
         "tournament": Tournament(),
         "tournament4": Tournament(rounds=4),
     }[kind]
@@ -190,7 +192,7 @@ def test_no_strategy_loses_or_duplicates_a_passage(n, window, step_fraction, top
         assert 2 <= len(trace.docids) <= window
         assert len(set(trace.docids)) == len(trace.docids)
         assert all(int(d[1:]) < reranked for d in trace.docids)
-    if kind in ("tdpart", "tournament"):
+    if kind in ("tdpart", "tdpart-default", "tournament"):
         assert rounds_of(ranking) <= 3
     if kind == "tournament4":
         assert rounds_of(ranking) <= 4

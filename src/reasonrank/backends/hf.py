@@ -100,6 +100,11 @@ class HFBackend(Backend):
             raise InvalidInputError(f"pad_to_multiple_of must be an int >= 1 or None, got {pad_to_multiple_of!r}")
         if engine not in ("generate", "continuous"):
             raise InvalidInputError(f"engine must be 'generate' or 'continuous', got {engine!r}")
+        if engine == "continuous" and not hasattr(model, "generate_batch"):
+            raise InvalidInputError(
+                "engine='continuous' needs a transformers version with continuous batching (model.generate_batch); "
+                "upgrade transformers or use engine='generate'"
+            )
         self.model = model
         self._tokenizer = tokenizer
         self.batch_size = batch_size

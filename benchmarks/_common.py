@@ -66,8 +66,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |" for r in cells]
+    body = ["| " + " | ".join(_justify(c, w) for c, w in zip(r, widths)) + " |" for r in cells]
     return "\n".join([line, rule, *body])
+
+
+def _justify(cell: str, width: int) -> str:
+    """Numbers to the right, words to the left."""
+    numeric = cell.replace(".", "").replace("-", "").replace("+", "").replace(" ± ", "").strip().isdigit()
+    return cell.rjust(width) if numeric else cell.ljust(width)
 
 
 def _fmt(value: Any) -> str:

@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> None:
 
     rows, results = [], []
     for mode in [m for m in args.modes.split(",") if m]:
-        options = dict(MODES[mode])
         sizes = [max(batch_sizes)] if mode == "continuous" else batch_sizes
         for batch in sizes:
+            options = dict(MODES[mode])
             if options.get("max_batch_tokens") == "auto":  # the token budget of `batch` rows of average length
                 options["max_batch_tokens"] = int(batch * (prompt_tokens + args.new_tokens))
             if mode == "continuous" and args.tiny:

@@ -71,8 +71,9 @@ class HFBackend(Backend):
       finished sequences leave the batch at once and waiting ones take their place, instead of every batch
       running until its longest output ends. ``continuous_config`` holds
       :class:`transformers.ContinuousBatchingConfig` fields (e.g. ``num_blocks``, ``max_batch_tokens``).
-      Decoding settings continuous batching cannot apply (``min_tokens``, ``repetition_penalty``, ``stop``)
-      make those requests use ``generate`` instead (logged), so results never change silently.
+      Decoding settings continuous batching cannot apply (``min_tokens``, ``repetition_penalty``, ``stop``,
+      a sampling ``seed``) make those requests use ``generate`` instead (logged), so results never change
+      silently.
     """
 
     name = "hf"
@@ -293,6 +294,7 @@ class HFBackend(Backend):
                     ("min_tokens", sampling.min_tokens > 0),
                     ("repetition_penalty", sampling.repetition_penalty != 1.0),
                     ("stop", bool(sampling.stop)),
+                    ("seed", sampling.seed is not None and not sampling.greedy),  # reproducible sampling
                 )
                 if used
             ]

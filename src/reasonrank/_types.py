@@ -173,7 +173,8 @@ class Repair:
 class WindowTrace:
     """What happened in one window: its bounds, the model's raw output and how it was read.
 
-    ``start``/``end`` are 0-based positions ``[start, end)`` in the ranking as it was when the window ran;
+    ``start``/``end`` are 0-based positions ``[start, end)`` in the ranking as it was when the window ran
+    (for strategies whose windows are not contiguous, such as ``"tdpart"``, the span they drew from);
     ``order`` is the parsed permutation over window positions (0-based); ``docids`` lists the window's
     passages before the permutation.
     """

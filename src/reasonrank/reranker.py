@@ -1,4 +1,4 @@
-"""The reranker: sliding windows, back to front, with window round k of every query in one backend call."""
+"""The reranker: windows in rounds (official sliding windows by default), round k of every query in one call."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from .backends._base import timed_stream
 from .parsing import parse_ranking
 from .presets import ModelPreset, find_preset
 from .prompts import Template, available_templates, get_template
-from .window import check_window_args, check_window_mode, window_schedule
+from .strategies import Plan, Sliding, Strategy, Window, get_strategy
+from .window import check_window_args, check_window_mode
 
 __all__ = ["Reranker"]
 
@@ -35,20 +36,33 @@ _RERANKER_OPTIONS = ("tokenizer", "max_passage_tokens", "sampling", "strict", "k
 
 @dataclass
 class _QueryState:
-    """One query in flight: the current order (input indices by position) and its pending windows."""
+    """One query in flight: the current order (input indices by position) and its strategy's plan."""
 
     qid: str | None
     label: str
     query: str
     passages: list[Passage]
-    schedule: list[tuple[int, int]]
+    plan: Plan
     order: list[int] = field(default_factory=list)
     contents: list[str | None] = field(default_factory=list)
     traces: list[WindowTrace] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)  # the current round's windows
 
     def __post_init__(self) -> None:
         self.order = list(range(len(self.passages)))
         self.contents = [None] * len(self.passages)
+
+
+@dataclass
+class _Job:
+    """One window of one query in the current round, and its parsed result once it is back."""
+
+    state: _QueryState
+    window: Window
+    number: int  # the window's number within its query
+    request: GenerationRequest
+    trace: WindowTrace | None = None
+    ranked: tuple[int, ...] = ()
 
 
 class Reranker:
@@ -180,10 +194,14 @@ class Reranker:
         top_k: int | None = None,
         qid: str | None = None,
         window_mode: str = "fixed",
+        strategy: str | Strategy = "sliding",
     ) -> Ranking:
         """Rerank ``passages`` for ``query``; the first ``top_k`` only if given (the rest keep their order).
 
-        ``window_mode="faithful"`` runs RankGPT's/REARANK's window loop with its quirks (see
+        ``strategy`` picks the windows (see :mod:`reasonrank.strategies`): ``"sliding"`` (official, 9
+        sequential model calls for 100 passages), or ``"tdpart"`` / ``"tournament"`` (at most 3 rounds of
+        parallel calls: lower latency, not the setting the models were evaluated with).
+        ``window_mode="faithful"`` runs RankGPT's/REARANK's sliding-window loop with its quirks (see
         :func:`reasonrank.window_schedule`); the default ``"fixed"`` always covers every candidate.
         """
         return self.rerank_batch(
@@ -194,6 +212,7 @@ class Reranker:
             top_k=top_k,
             qids=None if qid is None else [qid],
             window_mode=window_mode,
+            strategy=strategy,
         )[0]
 
     def rerank_batch(
@@ -207,26 +226,46 @@ class Reranker:
         qids: Sequence[str] | None = None,
         progress: bool | None = None,
         window_mode: str = "fixed",
+        strategy: str | Strategy = "sliding",
     ) -> list[Ranking]:
-        """Rerank many queries, sending window round ``k`` of every query to the backend in one call.
+        """Rerank many queries, sending the windows of round ``k`` of every query to the backend in one call.
 
         Queries with fewer candidates simply have fewer rounds. ``progress`` (default: the reranker's
-        setting) shows a tqdm bar over windows. ``window_mode`` is ``"fixed"`` (default) or ``"faithful"``; in
+        setting) shows a tqdm bar over windows. ``strategy`` and ``window_mode``: see :meth:`rerank`; in
         faithful mode ``top_k`` is the official ``rank_end`` and is not clamped to a query's candidate count.
         """
-        states = self._start(queries, passages_per_query, window, step, top_k, qids, window_mode)
-        total = sum(len(s.schedule) for s in states)
+        plan_strategy = self._strategy(strategy, window_mode)
+        states = self._start(queries, passages_per_query, window, step, top_k, qids, plan_strategy)
         from tqdm.auto import tqdm
 
         show = self.progress if progress is None else progress
-        with tqdm(total=total, desc="windows", unit="win", disable=not show) as bar:
-            for round_index in range(max((len(s.schedule) for s in states), default=0)):
-                active = [s for s in states if round_index < len(s.schedule)]
-                self._run_round(round_index, active)
-                bar.update(len(active))
+        with tqdm(
+            total=sum(s.plan.expected_windows for s in states), desc="windows", unit="win", disable=not show
+        ) as bar:
+            round_index = 0
+            while True:
+                jobs = self._next_jobs(states, round_index)
+                if not jobs:
+                    break
+                self._run_round(round_index, jobs)
+                bar.update(len(jobs))
+                round_index += 1
+            bar.total = bar.n  # plans may finish early (e.g. tdpart when nothing beats the pivot)
+            bar.refresh()
         return [self._finish(s) for s in states]
 
     # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _strategy(strategy: str | Strategy, window_mode: str) -> Strategy:
+        check_window_mode(window_mode)
+        if strategy == "sliding":
+            return Sliding(mode=window_mode)
+        if window_mode != "fixed":
+            raise InvalidInputError(
+                f"window_mode={window_mode!r} applies to the sliding strategy only; got strategy={strategy!r}"
+            )
+        return get_strategy(strategy)
 
     def _start(
         self,
@@ -236,10 +275,9 @@ class Reranker:
         step: int,
         top_k: int | None,
         qids: Sequence[str] | None,
-        window_mode: str = "fixed",
+        strategy: Strategy,
     ) -> list[_QueryState]:
         check_window_args(window, step)
-        check_window_mode(window_mode)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise InvalidInputError(f"top_k must be an int >= 1 (or None for all passages), got {top_k!r}")
         if isinstance(queries, str) or not isinstance(queries, Sequence):
@@ -266,12 +304,11 @@ class Reranker:
                 raise type(e)(f"{label}: {e}") from None
             if not passages:
                 raise InvalidInputError(f"{label}: no passages to rerank; pass at least one passage")
-            schedule = [
-                (s, e)
-                for s, e in window_schedule(len(passages), window, step, rank_end=top_k, mode=window_mode)
-                if e - s >= 2
-            ]  # a window of one passage cannot change the order: no model call for it
-            states.append(_QueryState(qid, label, query, passages, schedule))
+            states.append(
+                _QueryState(
+                    qid, label, query, passages, strategy.plan(len(passages), window=window, step=step, top_k=top_k)
+                )
+            )
         return states
 
     def _content(self, state: _QueryState, index: int) -> str:
@@ -285,19 +322,28 @@ class Reranker:
             state.contents[index] = content
         return content
 
-    def _request(self, state: _QueryState, round_index: int) -> GenerationRequest:
-        start, end = state.schedule[round_index]
-        indices = state.order[start:end]
+    def _next_jobs(self, states: list[_QueryState], round_index: int) -> list[_Job]:
+        jobs: list[_Job] = []
+        for state in states:
+            state.windows = state.plan.next_round(state.order)
+            for number, window in enumerate(state.windows, start=len(state.traces)):
+                if len(window) < 2:  # a window of one passage cannot change the order: no model call for it
+                    raise AssertionError(f"{state.label}: strategy produced a window of {len(window)} passage(s)")
+                jobs.append(_Job(state, window, number, self._request(state, window, number)))
+        return jobs
+
+    def _request(self, state: _QueryState, window: Window, number: int) -> GenerationRequest:
+        indices = [state.order[p] for p in window.positions]
         contents = tuple(self._content(state, i) for i in indices)
         messages = self.template.messages_from_contents(state.query, contents)
         return GenerationRequest(
             prompt=self.template.render_messages(messages, self.tokenizer),
             messages=tuple(messages),
-            sampling=self.template.sampling_for_window(end - start, self.sampling, self.tokenizer),
+            sampling=self.template.sampling_for_window(len(indices), self.sampling, self.tokenizer),
             query=state.query,
             docids=tuple(self._docid(state, i) for i in indices),
             contents=contents,
-            key=f"{state.label} window {round_index} [{start}, {end})",
+            key=f"{state.label} window {number} [{window.start}, {window.end})",
         )
 
     @staticmethod
@@ -305,74 +351,78 @@ class Reranker:
         docid = state.passages[index].docid
         return docid if docid is not None else str(index)
 
-    def _run_round(self, round_index: int, active: list[_QueryState]) -> None:
-        requests = [self._request(s, round_index) for s in active]
-        done = [False] * len(active)
-        results = timed_stream(self.backend, requests)
+    def _run_round(self, round_index: int, jobs: list[_Job]) -> None:
+        results = timed_stream(self.backend, [job.request for job in jobs])
+        done = [False] * len(jobs)
         while True:
             try:
                 i, generation, seconds = next(results)
             except StopIteration:
                 break
             except Exception as e:  # the backend failed: say which windows are lost, keep the cause
-                failed = [(s.qid or s.label, s.schedule[round_index]) for s, ok in zip(active, done) if not ok]
+                failed = [
+                    (j.state.qid or j.state.label, (j.window.start, j.window.end))
+                    for j, ok in zip(jobs, done)
+                    if not ok
+                ]
                 names = ", ".join(f"{q} {list(w)}" for q, w in failed[:5]) + (" ..." if len(failed) > 5 else "")
-                first = active[done.index(False)] if not all(done) else active[0]
+                first = jobs[done.index(False)] if not all(done) else jobs[0]
                 raise WindowFailedError(
                     f"backend {type(self.backend).__name__} failed in window round {round_index} "
-                    f"({len(failed)} of {len(active)} windows not completed: {names}): {type(e).__name__}: {e}",
+                    f"({len(failed)} of {len(jobs)} windows not completed: {names}): {type(e).__name__}: {e}",
                     failed=failed,
                     completed=sum(done),
-                    query=first.query,
-                    qid=first.qid,
-                    window=first.schedule[round_index],
+                    query=first.state.query,
+                    qid=first.state.qid,
+                    window=(first.window.start, first.window.end),
                 ) from e
-            if not 0 <= i < len(active) or done[i]:
+            if not 0 <= i < len(jobs) or done[i]:
                 raise BackendError(f"backend {self.backend!r} returned result index {i} twice or out of range")
             done[i] = True
-            self._apply(active[i], round_index, requests[i], generation, seconds)
+            self._read(jobs[i], round_index, generation, seconds)
         if not all(done):
-            missing = [s.label for s, ok in zip(active, done) if not ok]
+            missing = [j.request.key for j, ok in zip(jobs, done) if not ok]
             raise BackendError(
                 f"backend {type(self.backend).__name__} returned no result for {len(missing)} window(s) "
                 f"of round {round_index}: {', '.join(missing[:5])}",
-                query=active[done.index(False)].query,
+                query=jobs[done.index(False)].state.query,
                 window=round_index,
             )
+        # Every window of the round is back: each query's plan turns its windows' rankings into a new order.
+        by_state: dict[int, list[_Job]] = {}
+        for job in jobs:
+            by_state.setdefault(id(job.state), []).append(job)
+        for state_jobs in by_state.values():
+            state = state_jobs[0].state
+            new_order = state.plan.update(state.order, state.windows, [j.ranked for j in state_jobs])
+            if sorted(new_order) != sorted(state.order):
+                raise AssertionError(f"{state.label}: strategy {state.plan!r} lost or duplicated passages")
+            state.order = new_order
+            state.traces.extend(j.trace for j in state_jobs if j.trace is not None)
 
-    def _apply(
-        self,
-        state: _QueryState,
-        round_index: int,
-        request: GenerationRequest,
-        generation: Any,
-        seconds: float,
-    ) -> None:
-        start, end = state.schedule[round_index]
+    def _read(self, job: _Job, round_index: int, generation: Any, seconds: float) -> None:
+        request, window = job.request, job.window
         if not isinstance(getattr(generation, "text", None), str):
             raise BackendError(f"backend returned {generation!r} for {request.key}; expected a Generation")
-        parsed = parse_ranking(generation.text, end - start, style=self.template.parser_style, strict=self.strict)
-        window_indices = state.order[start:end]
-        state.order[start:end] = [window_indices[j] for j in parsed.order]
+        parsed = parse_ranking(generation.text, len(window), style=self.template.parser_style, strict=self.strict)
+        job.ranked = tuple(window.positions[j] for j in parsed.order)
         if parsed.repairs:
             logger.debug("%s: repaired %s", request.key, [r.kind for r in parsed.repairs])
-        state.traces.append(
-            WindowTrace(
-                round=round_index,
-                start=start,
-                end=end,
-                docids=request.docids,
-                output=generation.text,
-                order=parsed.order,
-                reasoning=parsed.reasoning,
-                answer=parsed.answer,
-                repairs=parsed.repairs,
-                prompt_tokens=generation.prompt_tokens,
-                output_tokens=generation.output_tokens,
-                finish_reason=generation.finish_reason,
-                seconds=seconds,
-                prompt=request.prompt if self.keep_prompts else None,
-            )
+        job.trace = WindowTrace(
+            round=round_index,
+            start=window.start,
+            end=window.end,
+            docids=request.docids,
+            output=generation.text,
+            order=parsed.order,
+            reasoning=parsed.reasoning,
+            answer=parsed.answer,
+            repairs=parsed.repairs,
+            prompt_tokens=generation.prompt_tokens,
+            output_tokens=generation.output_tokens,
+            finish_reason=generation.finish_reason,
+            seconds=seconds,
+            prompt=request.prompt if self.keep_prompts else None,
         )
 
     @staticmethod

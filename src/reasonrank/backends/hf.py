@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .._errors import InvalidInputError, MissingDependencyError
+from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
 from ._base import Backend, Generation, GenerationRequest
 
@@ -54,6 +54,26 @@ class HFBackend(Backend):
     As with vLLM's offline ``LLM.generate`` (the official pipeline), prompts are tokenized with the
     tokenizer's default ``add_special_tokens=True``, output counts include the EOS token, and text is decoded
     with ``skip_special_tokens=True``.
+
+    Throughput options (all off by default; each gives the same greedy tokens as the default path, see
+    docs/performance.md):
+
+    - ``max_batch_tokens``: length-bucketed batches. A batch takes at most ``batch_size`` requests *and* at
+      most this many tokens of (longest prompt + ``max_tokens``) x rows, so batches of short prompts grow and
+      batches of long ones shrink to fit memory.
+    - ``cache_implementation``: the KV cache type of ``generate`` (``"static"`` preallocates it; on CUDA
+      transformers then compiles the decoding step with ``torch.compile``).
+    - ``pad_to_multiple_of``: left-pad each batch to a multiple of this many tokens, so that compiled
+      decoding sees few distinct shapes (padding is masked out).
+    - ``compile``: ``None`` leaves that to transformers; ``False`` turns compilation off; ``True`` or a dict
+      of :class:`transformers.CompileConfig` fields turns it on (with a static cache).
+    - ``engine="continuous"``: transformers' continuous batching (``model.generate_batch``, paged KV cache):
+      finished sequences leave the batch at once and waiting ones take their place, instead of every batch
+      running until its longest output ends. ``continuous_config`` holds
+      :class:`transformers.ContinuousBatchingConfig` fields (e.g. ``num_blocks``, ``max_batch_tokens``).
+      Decoding settings continuous batching cannot apply (``min_tokens``, ``repetition_penalty``, ``stop``,
+      a sampling ``seed``) make those requests use ``generate`` instead (logged), so results never change
+      silently.
     """
 
     name = "hf"
@@ -66,14 +86,37 @@ class HFBackend(Backend):
         batch_size: int = 8,
         add_special_tokens: bool = True,
         sort_by_length: bool = True,
+        max_batch_tokens: int | None = None,
+        cache_implementation: str | None = None,
+        compile: bool | Mapping[str, Any] | None = None,
+        pad_to_multiple_of: int | None = None,
+        engine: str = "generate",
+        continuous_config: Mapping[str, Any] | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+        if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool) or max_batch_tokens < 1):
+            raise InvalidInputError(f"max_batch_tokens must be an int >= 1 or None, got {max_batch_tokens!r}")
+        if pad_to_multiple_of is not None and (isinstance(pad_to_multiple_of, bool) or pad_to_multiple_of < 1):
+            raise InvalidInputError(f"pad_to_multiple_of must be an int >= 1 or None, got {pad_to_multiple_of!r}")
+        if engine not in ("generate", "continuous"):
+            raise InvalidInputError(f"engine must be 'generate' or 'continuous', got {engine!r}")
+        if engine == "continuous" and not hasattr(model, "generate_batch"):
+            raise InvalidInputError(
+                "engine='continuous' needs a transformers version with continuous batching (model.generate_batch); "
+                "upgrade transformers or use engine='generate'"
+            )
         self.model = model
         self._tokenizer = tokenizer
         self.batch_size = batch_size
         self.add_special_tokens = add_special_tokens
         self.sort_by_length = sort_by_length
+        self.max_batch_tokens = max_batch_tokens
+        self.cache_implementation = cache_implementation
+        self.compile = compile
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.engine = engine
+        self.continuous_config = dict(continuous_config or {})
         self.eos_token_ids = self._eos_ids()
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
@@ -96,8 +139,9 @@ class HFBackend(Backend):
         """Load a model and tokenizer from a hub id or local path (``gguf_file=`` for a GGUF checkpoint).
 
         ``dtype="auto"`` keeps the checkpoint's dtype on GPUs and uses float32 on CPU; ``device`` defaults to
-        CUDA when available. Remaining options (``batch_size``, ``add_special_tokens``, ``sort_by_length``) go
-        to the constructor.
+        CUDA when available. Remaining options (``batch_size``, ``add_special_tokens``, ``sort_by_length``,
+        ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``, ``engine``,
+        ``continuous_config``) go to the constructor.
         """
         torch = _import_torch()
         transformers = _import_transformers()
@@ -161,6 +205,13 @@ class HFBackend(Backend):
                 top_k=sampling.top_k if sampling.top_k > 0 else None,
                 min_p=sampling.min_p or None,
             )
+        if self.cache_implementation is not None:
+            settings["cache_implementation"] = self.cache_implementation
+        if self.compile is False:
+            settings["disable_compile"] = True
+        elif self.compile is not None:
+            options = {} if self.compile is True else dict(self.compile)
+            settings["compile_config"] = transformers.CompileConfig(**options)
         kwargs: dict[str, Any] = {"generation_config": transformers.GenerationConfig(**settings)}
         if sampling.stop:
             kwargs["generation_config"].stop_strings = list(sampling.stop)
@@ -180,15 +231,40 @@ class HFBackend(Backend):
             pairs = list(zip(indices, encoded))
             if self.sort_by_length:
                 pairs.sort(key=lambda p: -len(p[1]))
-            for k in range(0, len(pairs), self.batch_size):
-                chunk = pairs[k : k + self.batch_size]
+            for chunk in self._chunks(pairs, sampling.max_tokens):
                 yield sampling, [i for i, _ in chunk], [list(ids) for _, ids in chunk]
 
+    def _chunks(self, pairs: list[tuple[int, Any]], max_new: int) -> Iterator[list[tuple[int, Any]]]:
+        """Cut (index, tokens) pairs into batches of at most ``batch_size`` rows and ``max_batch_tokens``."""
+        chunk: list[tuple[int, Any]] = []
+        width = 0
+        for pair in pairs:
+            new_width = max(width, len(pair[1]))
+            too_many = len(chunk) >= self.batch_size
+            too_big = (
+                self.max_batch_tokens is not None and (len(chunk) + 1) * (new_width + max_new) > self.max_batch_tokens
+            )
+            if chunk and (too_many or too_big):
+                yield chunk
+                chunk, new_width = [], len(pair[1])
+            chunk.append(pair)
+            width = new_width
+        if chunk:
+            yield chunk
+
     def stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        if self.engine == "continuous":
+            yield from self._stream_continuous(requests)
+            return
+        yield from self._stream_generate(requests)
+
+    def _stream_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         torch = _import_torch()
         device = next(self.model.parameters()).device
         for sampling, indices, token_lists in self._batches(requests):
             width = max(len(t) for t in token_lists)
+            if self.pad_to_multiple_of:
+                width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
             input_ids = torch.full((len(token_lists), width), self.pad_token_id, dtype=torch.long)
             attention = torch.zeros((len(token_lists), width), dtype=torch.long)
             for row, tokens in enumerate(token_lists):  # left padding
@@ -205,6 +281,52 @@ class HFBackend(Backend):
             new_tokens = out[:, width:].tolist()
             for row, index in enumerate(indices):
                 yield index, self._decode(new_tokens[row], len(token_lists[row]))
+
+    def _stream_continuous(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        transformers = _import_transformers()
+        groups: dict[SamplingParams, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[r.sampling].append(i)
+        for sampling, indices in groups.items():
+            unsupported = [
+                name
+                for name, used in (
+                    ("min_tokens", sampling.min_tokens > 0),
+                    ("repetition_penalty", sampling.repetition_penalty != 1.0),
+                    ("stop", bool(sampling.stop)),
+                    ("seed", sampling.seed is not None and not sampling.greedy),  # reproducible sampling
+                )
+                if used
+            ]
+            if unsupported:
+                logger.info(
+                    "continuous batching cannot apply %s: %d request(s) use generate", unsupported, len(indices)
+                )
+                for k, generation in self._stream_generate([requests[i] for i in indices]):
+                    yield indices[k], generation
+                continue
+            encoded = self._tokenizer(
+                [requests[i].prompt for i in indices], add_special_tokens=self.add_special_tokens
+            )["input_ids"]
+            config = transformers.ContinuousBatchingConfig(**self.continuous_config)
+            generation_config = self._generation_kwargs(sampling)["generation_config"]
+            outputs = list(
+                self.model.generate_batch(
+                    inputs=[list(ids) for ids in encoded],
+                    generation_config=generation_config,
+                    continuous_batching_config=config,
+                    progress_bar=False,
+                ).values()
+            )
+            failed = [o.error for o in outputs if o.error is not None]
+            if len(outputs) != len(indices) or failed:
+                raise BackendError(
+                    f"continuous batching returned {len(outputs)} of {len(indices)} results"
+                    + (f"; errors: {failed[:3]}" if failed else "")
+                    + "; use engine='generate'"
+                )
+            for index, ids, output in zip(indices, encoded, outputs):
+                yield index, self._decode(list(output.generated_tokens), len(ids))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)

@@ -246,12 +246,18 @@ def test_real_vllm_engine_end_to_end(tmp_path, reasonrank_7b_dir):
     shutil.copytree(reasonrank_7b_dir, model_dir)
     tok = transformers.AutoTokenizer.from_pretrained(model_dir)
     config = transformers.Qwen2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=8192, eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
-    )  # fmt: skip
+    )  # fmt: skip  # head_dim 64, a head size vLLM attention kernels support
     transformers.Qwen2ForCausalLM(config).to(dtype=__import__("torch").bfloat16).save_pretrained(model_dir)
     reranker = Reranker.from_pretrained(
-        str(model_dir), backend="vllm", max_tokens=48, gpu_memory_utilization=0.3, max_model_len=8192, progress=False
+        str(model_dir),
+        backend="vllm",
+        max_tokens=48,
+        gpu_memory_utilization=0.3,
+        max_model_len=8192,
+        enforce_eager=True,
+        progress=False,
     )
     messages = get_template("reasonrank").build_messages("q", ["a", "b"], tokenizer=tok, max_passage_tokens=512)
     assert get_template("reasonrank").render_messages(messages, reranker.backend.tokenizer) == get_template(

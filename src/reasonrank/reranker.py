@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -164,6 +165,9 @@ class Reranker:
             raise InvalidInputError(
                 f"backend {backend!r} cannot load models by name; build it and pass it to Reranker()"
             )
+        if "tokenizer" in reranker_kwargs and "tokenizer" in inspect.signature(loader).parameters:
+            # The backend loads it (a name or path works) and the reranker then uses the backend's tokenizer.
+            options["tokenizer"] = reranker_kwargs.pop("tokenizer")
         loaded = loader(model, **options)
         if (
             preset is not None

@@ -16,6 +16,8 @@ ENTRY_POINT_GROUP = "reasonrank.backends"
 _BACKENDS: dict[str, type[Backend] | str] = {
     "fake": "reasonrank.backends.fake:FakeBackend",
     "hf": "reasonrank.backends.hf:HFBackend",
+    "vllm": "reasonrank.backends.vllm:VLLMBackend",
+    "openai": "reasonrank.backends.openai_compat:OpenAIBackend",
 }
 _entry_points_loaded = False
 

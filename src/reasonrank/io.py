@@ -87,6 +87,12 @@ def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
         raise FileFormatError(path, number + 1, f"cannot be read: {e}") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path: PathLike) -> Iterator[IO[str]]:
     """Write a text file (gzipped if the name ends in ``.gz``) via a temporary file and an atomic rename."""
@@ -94,6 +100,7 @@ def atomic_writer(path: PathLike) -> Iterator[IO[str]]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it the usual permissions
         with os.fdopen(fd, "wb") as raw:
             gzipped = target.name.endswith(".gz")
             binary: Any = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if gzipped else raw

@@ -45,7 +45,7 @@ from typing import Any, Literal, overload
 
 from ._errors import InvalidInputError, UnknownNameError
 
-__all__ = ["DEFAULT_METRICS", "Qrels", "Run", "evaluate", "percent", "rbo", "trec_order"]
+__all__ = ["DEFAULT_METRICS", "Qrels", "Run", "check_metrics", "evaluate", "percent", "rbo", "trec_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +138,20 @@ def _parse_metric(name: Any) -> _Measure:
         _FRIENDLY_FORMS.split(", "),
         hint=f"trec_eval names work too: {', '.join(sorted(supported))}",
     )
+
+
+def check_metrics(metrics: str | Iterable[str]) -> list[str]:
+    """Validate metric names without evaluating anything; returns them as a list.
+
+    >>> check_metrics("nDCG@10")
+    ['nDCG@10']
+    """
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names:
+        raise InvalidInputError(f"no metrics given; e.g. metrics=['nDCG@10', 'R@100'] ({_FRIENDLY_FORMS})")
+    for name in names:
+        _parse_metric(name)
+    return names
 
 
 def _float32(x: float) -> float:
@@ -250,9 +264,7 @@ def evaluate(
     ``per_query`` lists the queries the mean is taken over (see the module docstring for ``average``).
     Qids and docids may be str or int (ints become strings).
     """
-    names = [metrics] if isinstance(metrics, str) else list(metrics)
-    if not names:
-        raise InvalidInputError(f"no metrics given; e.g. metrics=['nDCG@10', 'R@100'] ({_FRIENDLY_FORMS})")
+    names = check_metrics(metrics)
     if average not in ("both", "qrels"):
         raise InvalidInputError(
             f"average must be 'both' (trec_eval's default) or 'qrels' (trec_eval -c), not {average!r}"

@@ -216,14 +216,36 @@ def test_noveleval_files(shared_data):
     queries = read_queries(folder / "queries.tsv")
     corpus = read_corpus(folder / "corpus.tsv")
     assert len(queries) == 21 and len(corpus) == 420
-    # one passage contains tabs (a salary table): the text is everything after the first tab
-    assert corpus["14-17"].text.count("\t") == 23 and corpus["14-17"].text.startswith('"Top earning footballers')
+    # corpus.tsv was written by a CSV tool: 80 texts holding quotes or tabs are quoted ("a ""b"" c");
+    # read as such, every text equals the one in data.json, the tab-separated salary table included
     items = read_rankgpt_json(folder / "data.json")
+    assert {p.docid: p.text for _, _, ps in items for p in ps} == {d: p.text for d, p in corpus.items()}
+    assert corpus["14-17"].text.count("\t") == 23 and corpus["14-17"].text.startswith("Top earning footballers")
+    verbatim = read_corpus(folder / "corpus.tsv", quoting="none")
+    assert verbatim["14-17"].text.startswith('"Top earning') and verbatim["14-17"].text.endswith('/£4m"')
     assert [qid for qid, _, _ in items] == [str(i) for i in range(21)]
     qid, query, passages = items[0]
     assert query == queries[qid] and len(passages) == 20
     assert [p.docid for p in passages[:2]] == ["0-0", "0-1"] and passages[1].score == 0.5
     assert passages[0].text == corpus["0-0"].text
+
+
+def test_tsv_quoting(tmp_path):
+    path = tmp_path / "c.tsv"
+    # a raw (MS MARCO style) file: a text starting with a quote that is not a CSV field stays verbatim
+    path.write_text('d1\t"Quoted" at the start, then more\nd2\tplain "inner" quotes\n')
+    assert [p.text for p in read_corpus(path).values()] == ['"Quoted" at the start, then more', 'plain "inner" quotes']
+    # a CSV-written file, with a quoted field spanning two lines
+    path.write_text('d1\t"say ""hi""\tnow"\nd2\t"two\nlines"\nd3\tplain\n')
+    docs = read_corpus(path)
+    assert [p.text for p in docs.values()] == ['say "hi"\tnow', "two\nlines", "plain"]
+    with pytest.raises(FileFormatError, match=r"c.tsv:3: a corpus TSV line is 'id<TAB>text'"):
+        read_corpus(path, quoting="none")  # the second physical line of the quoted field has no tab
+    path.write_text('d1\tok\nd2\t"unterminated\n')
+    with pytest.raises(FileFormatError, match=r"c.tsv:2: malformed CSV-quoted TSV"):
+        read_corpus(path, quoting="csv")
+    with pytest.raises(ValueError, match="quoting must be"):
+        read_corpus(path, quoting="excel")  # type: ignore[arg-type]
 
 
 def test_jsonl_queries_and_corpus(tmp_path):

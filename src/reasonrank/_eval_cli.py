@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--lenient", action="store_true", help="skip run lines without 6 fields (official loader)")
     data.add_argument("--depth", type=int, help="candidates per query taken from the run (official: 100)")
     data.add_argument("--candidate-order", choices=("file", "score"), default="file", help="default: file (official)")
+    data.add_argument(
+        "--tsv-quoting", choices=("auto", "csv", "none"), default="auto",
+        help="TSV fields quoted CSV-style (\"a \"\"b\"\"\"): auto-detected by default",
+    )  # fmt: skip
     data.add_argument("--limit", type=int, help="only the first N queries (a quick look)")
 
     model = parser.add_argument_group("model")
@@ -142,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             lenient=args.lenient,
             depth=args.depth,
             candidate_order=args.candidate_order,
+            quoting=args.tsv_quoting,
         )
         options = _backend_options(args)
         t0 = time.perf_counter()

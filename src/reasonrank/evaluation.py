@@ -41,7 +41,16 @@ from ._errors import InvalidInputError
 from ._types import Passage, Ranking, ScoreConvention, WindowTrace
 from .backends import FakeBackend, GenerationRequest, answer
 from .cache import CachedBackend
-from .io import _read_run, atomic_writer, rankings_to_run, read_corpus, read_qrels, read_queries, read_rankgpt_json
+from .io import (
+    TsvQuoting,
+    _read_run,
+    atomic_writer,
+    rankings_to_run,
+    read_corpus,
+    read_qrels,
+    read_queries,
+    read_rankgpt_json,
+)
 from .metrics import DEFAULT_METRICS, Average, check_metrics, evaluate, percent, trec_order
 from .reranker import Reranker
 
@@ -95,13 +104,15 @@ class EvalData:
         lenient: bool = False,
         depth: int | None = None,
         candidate_order: CandidateOrder = "file",
+        quoting: TsvQuoting = "auto",
     ) -> EvalData:
         """Load a first-stage ``run`` with its ``queries`` and ``corpus``, or a RankGPT ``data_json`` (texts included).
 
         Candidates keep the run file's order, as the official pipeline reranks them
         (``candidate_order="score"`` sorts them in trec_eval order instead); ``depth`` keeps the first
         ``depth`` per query (the official ``retrieval_num``, 100). ``lenient`` reads the run as the official
-        loader does (see :func:`reasonrank.io.read_run`).
+        loader does (see :func:`reasonrank.io.read_run`); ``quoting`` applies to TSV queries and corpora
+        (see :func:`reasonrank.io.read_corpus`).
         """
         if candidate_order not in ("file", "score"):
             raise InvalidInputError(f"candidate_order must be 'file' or 'score', got {candidate_order!r}")
@@ -121,14 +132,14 @@ class EvalData:
                 raise InvalidInputError("give a first-stage run with its queries and corpus (or a RankGPT data_json)")
             first_stage, skipped_lines = _read_run(run, lenient)
             skipped = len(skipped_lines)
-            texts = read_queries(queries)
+            texts = read_queries(queries, quoting=quoting)
             no_text = [q for q in first_stage if q not in texts]
             if no_text:
                 raise InvalidInputError(
                     f"{len(no_text)} queries of the run are not in {os.fspath(queries)} (e.g. {no_text[:3]})"
                 )
             wanted = {d for docs in first_stage.values() for d in docs}
-            docs = read_corpus(corpus, ids=wanted)
+            docs = read_corpus(corpus, ids=wanted, quoting=quoting)
             absent = sorted(wanted - set(docs))
             if absent:
                 raise InvalidInputError(

@@ -17,6 +17,7 @@ atomically (a crash never leaves a half-written file).
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import io
 import json
@@ -26,7 +27,7 @@ import os
 import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from ._errors import InvalidInputError, PassageTypeError
 from ._types import Passage, Ranking, ScoreConvention, as_passage
@@ -359,30 +360,69 @@ def _jsonl_records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
-def _tsv_rows(path: PathLike, kind: str) -> Iterator[tuple[int, str, str]]:
-    """``(line, id, text)``: the id is everything before the first tab, the text everything after it."""
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        if "\t" not in line:
-            problem = f"a {kind} TSV line is 'id<TAB>text'; this one has no tab: {line[:80]!r}"
+TsvQuoting = Literal["auto", "csv", "none"]
+
+
+def _resolve_quoting(path: PathLike, quoting: str) -> str:
+    if quoting not in ("auto", "csv", "none"):
+        raise InvalidInputError(f"quoting must be 'auto', 'csv' or 'none', got {quoting!r}")
+    if quoting != "auto":
+        return quoting
+    # CSV writers (pandas, csv.writer) quote a field holding a tab, quote or newline: "say ""hi"" now".
+    # Read a file as CSV only if some field starts with a quote and the whole file parses as strict CSV
+    # with an id and a text on every row; otherwise take every line verbatim.
+    if not any(line.split("\t", 1)[-1].startswith('"') for _, line in _lines(path) if "\t" in line):
+        return "none"
+    try:
+        if all(len(fields) >= 2 for _, fields in _csv_rows(path)):
+            logger.info("%s: reading as CSV-quoted TSV", os.fspath(path))
+            return "csv"
+    except FileFormatError:
+        pass
+    return "none"
+
+
+def _tsv_rows(path: PathLike, kind: str, quoting: str) -> Iterator[tuple[int, str, str]]:
+    """``(line, id, text)``: the id is the first field, the text the rest (tabs inside it are kept)."""
+    mode = _resolve_quoting(path, quoting)
+    rows: Iterable[tuple[int, list[str]]]
+    if mode == "csv":
+        rows = _csv_rows(path)
+    else:
+        rows = ((n, line.split("\t", 1)) for n, line in _lines(path) if line.strip())
+    for number, fields in rows:
+        if len(fields) < 2:
+            problem = f"a {kind} TSV line is 'id<TAB>text'; this one has no tab: {fields[0][:80] if fields else ''!r}"
             raise FileFormatError(path, number, problem)
-        ident, text = line.split("\t", 1)
-        if not ident.strip():
+        if not fields[0].strip():
             raise FileFormatError(path, number, f"empty {kind} id")
-        yield number, ident.strip(), text
+        yield number, fields[0].strip(), "\t".join(fields[1:])
 
 
-def read_queries(path: PathLike) -> dict[str, str]:
+def _csv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
+    try:
+        with open_text(path) as f:
+            reader = csv.reader(f, delimiter="\t", quotechar='"', strict=True)
+            start = 1
+            for fields in reader:
+                if any(field.strip() for field in fields):
+                    yield start, fields
+                start = reader.line_num + 1
+    except csv.Error as e:
+        raise FileFormatError(path, start, f"malformed CSV-quoted TSV: {e}") from None
+
+
+def read_queries(path: PathLike, *, quoting: TsvQuoting = "auto") -> dict[str, str]:
     """Read queries as ``{qid: text}`` from TSV (``qid<TAB>text``) or JSONL (``_id``/``id``/``qid`` and
-    ``text``/``contents``/``query``), plain or gzipped. Other JSONL keys (e.g. BEIR's ``metadata``) are ignored."""
+    ``text``/``contents``/``query``), plain or gzipped. Other JSONL keys (e.g. BEIR's ``metadata``) are ignored.
+    ``quoting`` is as for :func:`read_corpus`."""
     queries: dict[str, str] = {}
     first_line: dict[str, int] = {}
     rows: Iterable[tuple[int, str, str]]
     if _is_jsonl(path):
         rows = (_query_from_record(path, n, r) for n, r in _jsonl_records(path))
     else:
-        rows = _tsv_rows(path, "query")
+        rows = _tsv_rows(path, "query", quoting)
     for number, qid, text in rows:
         if qid in first_line:
             raise FileFormatError(path, number, f"query id {qid!r} appears twice (first on line {first_line[qid]})")
@@ -407,13 +447,18 @@ def _query_from_record(path: PathLike, number: int, record: Mapping[str, Any]) -
     return number, str(qid), text
 
 
-def read_corpus(path: PathLike, *, ids: Collection[str] | None = None) -> dict[str, Passage]:
+def read_corpus(
+    path: PathLike, *, ids: Collection[str] | None = None, quoting: TsvQuoting = "auto"
+) -> dict[str, Passage]:
     """Read passages as ``{docid: Passage}`` from TSV (``docid<TAB>text``) or JSONL.
 
     JSONL records take their id from ``docid``/``doc_id``/``id``/``_id``, their text from the first of
     ``text``, ``segment``, ``contents``, ``body``, ``passage`` (the official keys), and an optional ``title``;
     other keys are kept in ``Passage.metadata``. In TSV the text is everything after the first tab (tabs
-    inside it are kept). ``ids`` keeps only those documents (reading a large corpus for one run).
+    inside it are kept). TSV files written by CSV tools quote fields holding tabs or quotes (``"say ""hi"" now"``);
+    ``quoting="auto"`` reads a file that way when every field starting with a quote is such a quoted field
+    (NovelEval's corpus.tsv is), ``"csv"`` always, ``"none"`` never (MS MARCO style: text taken verbatim).
+    ``ids`` keeps only those documents (reading a large corpus for one run).
     """
     wanted = None if ids is None else set(ids)
     corpus: dict[str, Passage] = {}
@@ -423,7 +468,7 @@ def read_corpus(path: PathLike, *, ids: Collection[str] | None = None) -> dict[s
     if jsonl:
         rows = ((n, _passage_from_record(path, n, r)) for n, r in _jsonl_records(path))
     else:
-        rows = ((n, Passage(text=t, docid=i)) for n, i, t in _tsv_rows(path, "corpus"))
+        rows = ((n, Passage(text=t, docid=i)) for n, i, t in _tsv_rows(path, "corpus", quoting))
     for number, passage in rows:
         docid = passage.docid or ""
         if docid in first_line:

@@ -288,3 +288,17 @@ def test_cli_bright_positional_identity_reproduces_the_published_first_stage(sha
     assert summary["windows"] == sum(len(window_schedule(len(docs))) for docs in run.values())
     assert main([a for a in argv if a != "--lenient"]) == 1  # strict: the line and the fix are named
     assert "stackoverflow.reasonir_top100.trec:407: a TREC run line has 6 fields" in capsys.readouterr().err
+
+
+def test_example_script_runs(tmp_path):
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "evaluate_noveleval.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--backend", "oracle", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3 queries (3 evaluated)" in done.stdout and "nDCG@10            72.41    100.00" in done.stdout
+    assert (tmp_path / "run.trec").exists()

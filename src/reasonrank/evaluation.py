@@ -203,7 +203,9 @@ class EvalResult:
         """The metrics as papers print them (×100), first stage vs reranked, plus throughput."""
         s = self.summary
         lines = [
-            f"{s['queries']} queries ({s['queries_evaluated']} evaluated, average over '{s['average']}'), "
+            f"{s['queries']} queries ({s['queries_evaluated']} evaluated"
+            + (", queries missing from the run count as 0" if s["average"] == "qrels" else "")
+            + f"), "
             f"{s['windows']} windows ({s['windows_from_cache']} from cache, {s['windows_generated']} generated)",
             f"{'metric':<12}{'first stage':>12}{'reranked':>10}{'change':>9}",
         ]

@@ -82,7 +82,7 @@ def test_identical_requests_in_one_batch_reach_the_model_once(tmp_path):
     inner = FakeBackend(lambda r: "[1]")
     with CachedBackend(inner, tmp_path / "c.jsonl", model_id="m") as cached:
         out = cached.generate([_request("same"), _request("same"), _request("other")])
-        assert [g.text for g in out] == ["[1]"] * 3 and cached.misses == 2
+        assert [g.text for g in out] == ["[1]"] * 3 and (cached.misses, cached.hits) == (2, 1)
     assert inner.num_requests == 2
 
 

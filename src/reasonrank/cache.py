@@ -83,7 +83,7 @@ class CachedBackend(Backend):
 
     ``model_id`` names the model and everything else that changes its outputs for the same prompt and
     decoding settings (weights, quantization, dtype); it is part of every key and of the file header.
-    ``hits`` and ``misses`` count the requests answered from the cache and by the model in this session.
+    ``hits`` and ``misses`` count the requests answered without and with a model call in this session.
     """
 
     name = "cached"
@@ -227,6 +227,7 @@ class CachedBackend(Backend):
                         window=requests[group[0]].key,
                     )
                 )
+            self.hits += len(group) - 1  # identical requests in the batch share the one generation
             for i in group:
                 yield i, generation
 

@@ -288,7 +288,7 @@ def _replayed(reranker: Reranker, cache: CachedBackend, ranking: Ranking) -> Ran
         sampling = reranker.template.sampling_for_window(trace.end - trace.start, reranker.sampling, reranker.tokenizer)
         record = cache.get(cache.key(trace.prompt or "", sampling))
         seconds = record.seconds if record is not None else trace.seconds
-        windows.append(replace(trace, seconds=seconds, prompt=None))
+        windows.append(replace(trace, seconds=seconds, prompt=trace.prompt if reranker.keep_prompts else None))
     return replace(ranking, windows=windows)
 
 
@@ -349,7 +349,7 @@ def run_eval(
     started = time.perf_counter()
     cache = CachedBackend(reranker.backend, directory / CACHE, model_id=model_id)
     session = copy.copy(reranker)
-    session.backend, session.keep_prompts = cache, True
+    session.backend, session.keep_prompts = cache, True  # prompts find each window's cache record
     rankings: list[Ranking] = []
     from tqdm.auto import tqdm
 
@@ -366,7 +366,7 @@ def run_eval(
                     qids=batch,
                     progress=progress,
                 )
-                rankings.extend(_replayed(session, cache, r) for r in results)
+                rankings.extend(_replayed(reranker, cache, r) for r in results)
                 bar.update(len(batch))
     except BaseException:
         logger.error(

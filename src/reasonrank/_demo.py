@@ -41,10 +41,9 @@ def smollm2_gguf_path() -> str:
 
 
 def _ndcg10(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> float:
-    import pytrec_eval
+    from .metrics import evaluate
 
-    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
-    return 100 * sum(v["ndcg_cut_10"] for v in per_query.values()) / max(len(per_query), 1)
+    return 100 * evaluate(run, qrels, "nDCG@10")["nDCG@10"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,177 @@
+"""``reasonrank eval``: rerank a test collection, evaluate, and keep everything resumable in one directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from ._errors import ReasonRankError
+from .metrics import DEFAULT_METRICS
+
+__all__ = ["add_arguments", "run"]
+
+_DRY_BACKENDS = ("fake", "oracle")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--qrels", required=True, help="TREC qrels (or JSON {qid: {docid: rel}}), plain or .gz")
+    data.add_argument("--run", help="first-stage TREC run; its file order is the order candidates are reranked in")
+    data.add_argument("--queries", help="queries: TSV (qid<TAB>text) or JSONL (_id/id, text)")
+    data.add_argument("--corpus", help="passages: TSV (docid<TAB>text) or JSONL (_id/id, text/contents, title)")
+    data.add_argument("--data-json", help="RankGPT-style data.json with query texts and hits (replaces the 3 above)")
+    data.add_argument("--lenient", action="store_true", help="skip run lines without 6 fields (official loader)")
+    data.add_argument("--depth", type=int, help="candidates per query taken from the run (official: 100)")
+    data.add_argument("--candidate-order", choices=("file", "score"), default="file", help="default: file (official)")
+    data.add_argument(
+        "--tsv-quoting", choices=("auto", "csv", "none"), default="auto",
+        help="TSV fields quoted CSV-style (\"a \"\"b\"\"\"): auto-detected by default",
+    )  # fmt: skip
+    data.add_argument("--limit", type=int, help="only the first N queries (a quick look)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="hub id or local path (a .gguf file works with the hf backend)")
+    model.add_argument(
+        "--backend", default="hf", help="backend name (default hf); 'fake' keeps each window's order, 'oracle' "
+        "orders windows by the qrels (dry runs without a model)"
+    )  # fmt: skip
+    model.add_argument("--template", help="prompt template (default: the model's preset)")
+    model.add_argument("--gguf-file", help="GGUF file inside --model (hf backend)")
+    model.add_argument("--batch-size", type=int, help="windows per generate() call (hf backend)")
+    model.add_argument("--dtype", help="e.g. bfloat16, float32 (hf backend; default auto)")
+    model.add_argument("--device", help="e.g. cuda, cpu (hf backend)")
+    model.add_argument(
+        "--backend-option", action="append", default=[], metavar="KEY=VALUE", help="any other backend option"
+    )
+    model.add_argument("--model-id", help="name of the model in the cache (default: backend, model, file, dtype)")
+
+    rerank = parser.add_argument_group("reranking")
+    rerank.add_argument("--window", type=int, default=20)
+    rerank.add_argument("--step", type=int, default=10)
+    rerank.add_argument("--top-k", type=int, help="rerank only the first K candidates (default: all)")
+    rerank.add_argument("--max-passage-tokens", type=int, help="passage truncation (default: the model's preset)")
+    rerank.add_argument("--max-tokens", type=int, help="tokens generated per window (default: the preset's)")
+    rerank.add_argument("--temperature", type=float, help="decoding temperature (default: the preset's)")
+    rerank.add_argument("--strict", action="store_true", help="fail on malformed model answers instead of repairing")
+    rerank.add_argument("--query-batch-size", type=int, default=64, help="queries reranked together (default 64)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", required=True, help="directory for run, metrics, traces, cache")
+    out.add_argument(
+        "--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated (default {','.join(DEFAULT_METRICS)})"
+    )
+    out.add_argument("--average", choices=("both", "qrels"), default="both", help="trec_eval default: both")
+    out.add_argument(
+        "--scores", choices=("rank", "positional"), default="rank",
+        help="run scores: rank (n..1) or positional (official: first-stage scores stay with positions)",
+    )  # fmt: skip
+    out.add_argument("--tag", default="reasonrank", help="run tag (last column)")
+    out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
+    out.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _option_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in args.backend_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--backend-option expects KEY=VALUE, got {item!r}")
+        options[key.replace("-", "_")] = _option_value(value)
+    for name in ("gguf_file", "batch_size", "dtype", "device"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
+def _model_id(args: argparse.Namespace, options: dict[str, Any]) -> str:
+    if args.model_id:
+        return str(args.model_id)
+    if args.backend in _DRY_BACKENDS:
+        return f"{args.backend}-backend"
+    model = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
+    identity = {"backend": args.backend, "model": model}
+    identity.update({k: options[k] for k in ("gguf_file", "dtype", "revision") if options.get(k) is not None})
+    return json.dumps(identity, sort_keys=True)
+
+
+def _build_reranker(args: argparse.Namespace, data: Any, options: dict[str, Any]) -> Any:
+    from ._types import SamplingParams
+    from .evaluation import oracle_backend
+    from .reranker import Reranker
+
+    common: dict[str, Any] = {"progress": not args.no_progress, "strict": args.strict}
+    if args.max_passage_tokens is not None:
+        common["max_passage_tokens"] = args.max_passage_tokens
+    if args.backend in _DRY_BACKENDS:
+        from .backends import FakeBackend
+
+        backend = oracle_backend(data) if args.backend == "oracle" else FakeBackend()
+        sampling = SamplingParams(
+            max_tokens=args.max_tokens or SamplingParams().max_tokens, temperature=args.temperature or 0.0
+        )
+        return Reranker(backend, template=args.template or "reasonrank", sampling=sampling, **common)
+    if not args.model:
+        raise SystemExit(f"--model is required with --backend {args.backend} (or use --backend fake/oracle)")
+    for name in ("max_tokens", "temperature"):
+        if getattr(args, name) is not None:
+            common[name] = getattr(args, name)
+    return Reranker.from_pretrained(args.model, backend=args.backend, template=args.template, **common, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Rerank a first-stage run, evaluate it against qrels, and write run, metrics and traces (resumable)."""
+    from .evaluation import EvalData, run_eval
+    from .metrics import check_metrics
+
+    out = sys.stdout.write
+    try:
+        metrics = check_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
+        data = EvalData.from_files(
+            qrels=args.qrels,
+            run=args.run,
+            queries=args.queries,
+            corpus=args.corpus,
+            data_json=args.data_json,
+            lenient=args.lenient,
+            depth=args.depth,
+            candidate_order=args.candidate_order,
+            quoting=args.tsv_quoting,
+        )
+        options = _backend_options(args)
+        t0 = time.perf_counter()
+        reranker = _build_reranker(args, data, options)
+        load_seconds = time.perf_counter() - t0
+        result = run_eval(
+            reranker,
+            data,
+            args.output_dir,
+            window=args.window,
+            step=args.step,
+            top_k=args.top_k,
+            metrics=metrics,
+            scores=args.scores,
+            average=args.average,
+            limit=args.limit,
+            model_id=_model_id(args, options),
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            query_batch_size=args.query_batch_size,
+            tag=args.tag,
+            extra_summary={"load_seconds": load_seconds},
+        )
+    except (ReasonRankError, FileNotFoundError) as e:
+        sys.stderr.write(f"reasonrank eval: error: {e}\n")
+        return 1
+    out(result.table() + "\n")
+    return 0

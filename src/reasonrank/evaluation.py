@@ -1,0 +1,439 @@
+"""Evaluate a reranker on a test collection, resumably: ``run_eval`` and the data it runs on.
+
+``run_eval`` reranks every query's first-stage candidates, writes the reranked run, metrics (first stage vs
+reranked), per-window traces and a summary into one directory, and caches every window's generation as it
+finishes (:class:`~reasonrank.cache.CachedBackend`). Killed at any moment and restarted with the same
+arguments, it calls the model only for windows that never completed and writes the same final files. A
+changed setting that would mix results of two different runs in one directory is refused.
+
+>>> import tempfile
+>>> from reasonrank import Reranker
+>>> from reasonrank.backends import FakeBackend
+>>> data = EvalData(
+...     queries={"q1": "capital of France"},
+...     candidates={"q1": [Passage("Berlin is in Germany.", docid="d1", score=2.0),
+...                        Passage("Paris is the capital of France.", docid="d2", score=1.0)]},
+...     qrels={"q1": {"d2": 1}},
+... )
+>>> result = run_eval(Reranker(oracle_backend(data)), data, tempfile.mkdtemp(), metrics=["nDCG@10"],
+...                   progress=False, model_id="oracle")
+>>> result.first_stage_metrics["nDCG@10"] < result.metrics["nDCG@10"] == 1.0
+True
+>>> result.rankings[0].docids
+['d2', 'd1']
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from ._errors import InvalidInputError
+from ._types import Passage, Ranking, ScoreConvention, WindowTrace
+from .backends import FakeBackend, GenerationRequest, answer
+from .cache import CachedBackend
+from .io import (
+    TsvQuoting,
+    _read_run,
+    atomic_writer,
+    rankings_to_run,
+    read_corpus,
+    read_qrels,
+    read_queries,
+    read_rankgpt_json,
+)
+from .metrics import DEFAULT_METRICS, Average, check_metrics, evaluate, percent, trec_order
+from .reranker import Reranker
+
+__all__ = ["EvalData", "EvalResult", "oracle_backend", "run_eval"]
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+CandidateOrder = Literal["file", "score"]
+
+MANIFEST, CACHE, RUN, METRICS, TRACES, SUMMARY = (
+    "manifest.json",
+    "cache.jsonl",
+    "run.trec",
+    "metrics.json",
+    "traces.jsonl",
+    "summary.json",
+)
+_OUTPUTS = (MANIFEST, CACHE, RUN, METRICS, TRACES, SUMMARY)
+
+
+@dataclass
+class EvalData:
+    """A test collection ready to rerank: query texts, first-stage candidates (in order, with scores), qrels.
+
+    ``skipped_lines`` counts run-file lines a lenient read skipped (reported in the summary).
+    """
+
+    queries: dict[str, str]
+    candidates: dict[str, list[Passage]]
+    qrels: dict[str, dict[str, int]]
+    skipped_lines: int = 0
+
+    def __post_init__(self) -> None:
+        missing = [q for q in self.candidates if q not in self.queries]
+        if missing:
+            raise InvalidInputError(f"{len(missing)} queries have candidates but no query text (e.g. {missing[:3]})")
+        empty = [q for q, c in self.candidates.items() if not c]
+        if empty:
+            raise InvalidInputError(f"{len(empty)} queries have no candidates (e.g. {empty[:3]})")
+
+    @classmethod
+    def from_files(
+        cls,
+        *,
+        qrels: PathLike,
+        run: PathLike | None = None,
+        queries: PathLike | None = None,
+        corpus: PathLike | None = None,
+        data_json: PathLike | None = None,
+        lenient: bool = False,
+        depth: int | None = None,
+        candidate_order: CandidateOrder = "file",
+        quoting: TsvQuoting = "auto",
+    ) -> EvalData:
+        """Load a first-stage ``run`` with its ``queries`` and ``corpus``, or a RankGPT ``data_json`` (texts included).
+
+        Candidates keep the run file's order, as the official pipeline reranks them
+        (``candidate_order="score"`` sorts them in trec_eval order instead); ``depth`` keeps the first
+        ``depth`` per query (the official ``retrieval_num``, 100). ``lenient`` reads the run as the official
+        loader does (see :func:`reasonrank.io.read_run`); ``quoting`` applies to TSV queries and corpora
+        (see :func:`reasonrank.io.read_corpus`).
+        """
+        if candidate_order not in ("file", "score"):
+            raise InvalidInputError(f"candidate_order must be 'file' or 'score', got {candidate_order!r}")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise InvalidInputError(f"depth must be an int >= 1 or None, got {depth!r}")
+        judgments = read_qrels(qrels)
+        skipped = 0
+        if data_json is not None:
+            if run is not None or corpus is not None or queries is not None:
+                raise InvalidInputError("give either data_json, or run + queries + corpus, not both")
+            texts: dict[str, str] = {}
+            candidates: dict[str, list[Passage]] = {}
+            for qid, query, passages in read_rankgpt_json(data_json):
+                texts[qid], candidates[qid] = query, passages
+        else:
+            if run is None or queries is None or corpus is None:
+                raise InvalidInputError("give a first-stage run with its queries and corpus (or a RankGPT data_json)")
+            first_stage, skipped_lines = _read_run(run, lenient)
+            skipped = len(skipped_lines)
+            texts = read_queries(queries, quoting=quoting)
+            no_text = [q for q in first_stage if q not in texts]
+            if no_text:
+                raise InvalidInputError(
+                    f"{len(no_text)} queries of the run are not in {os.fspath(queries)} (e.g. {no_text[:3]})"
+                )
+            wanted = {d for docs in first_stage.values() for d in docs}
+            docs = read_corpus(corpus, ids=wanted, quoting=quoting)
+            absent = sorted(wanted - set(docs))
+            if absent:
+                raise InvalidInputError(
+                    f"{len(absent)} docids of the run are not in {os.fspath(corpus)} (e.g. {absent[:3]})"
+                )
+            candidates = {
+                qid: [replace(docs[d], score=s) for d, s in scores.items()] for qid, scores in first_stage.items()
+            }
+            texts = {q: texts[q] for q in first_stage}
+        for qid, passages in candidates.items():
+            if candidate_order == "score":
+                by_id = {p.docid: p for p in passages}
+                passages = [by_id[d] for d in trec_order({p.docid or "": p.score or 0.0 for p in passages})]
+            candidates[qid] = passages[:depth]
+        return cls(texts, candidates, judgments, skipped)
+
+    def first_stage_run(self, qids: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
+        """The candidates' first-stage scores as a run (for the first-stage row of the metrics)."""
+        chosen = self.candidates if qids is None else {q: self.candidates[q] for q in qids}
+        run: dict[str, dict[str, float]] = {}
+        for qid, passages in chosen.items():
+            if any(p.score is None for p in passages):
+                raise InvalidInputError(f"query {qid!r} has candidates without a first-stage score")
+            run[qid] = {p.docid or str(i): float(p.score) for i, p in enumerate(passages)}  # type: ignore[arg-type]
+        return run
+
+    def fingerprint(self) -> str:
+        """sha256 over everything that shapes the prompts: queries and candidates (order, texts, titles, scores)."""
+        digest = hashlib.sha256()
+        for qid, passages in self.candidates.items():
+            rows = [[p.docid, p.title, p.text, p.score] for p in passages]
+            digest.update(json.dumps([qid, self.queries[qid], rows], ensure_ascii=False).encode("utf-8"))
+        return digest.hexdigest()
+
+
+def oracle_backend(data: EvalData) -> FakeBackend:
+    """A fake model that ranks each window by the qrels (a dry run that shows the pipeline's upper bound)."""
+    qrels_by_query = {data.queries[q]: data.qrels.get(q, {}) for q in data.candidates}
+
+    def respond(request: GenerationRequest) -> str:
+        grades = qrels_by_query.get(request.query, {})
+        order = sorted(range(len(request.docids)), key=lambda i: -grades.get(request.docids[i], 0))
+        return answer(order, reasoning="oracle: ordered by the qrels")
+
+    return FakeBackend(respond)
+
+
+@dataclass
+class EvalResult:
+    """What :func:`run_eval` produced (also written to ``output_dir``)."""
+
+    output_dir: Path
+    rankings: list[Ranking]
+    run: dict[str, dict[str, float]]
+    metrics: dict[str, float]
+    first_stage_metrics: dict[str, float]
+    per_query: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The metrics as papers print them (×100), first stage vs reranked, plus throughput."""
+        s = self.summary
+        lines = [
+            f"{s['queries']} queries ({s['queries_evaluated']} evaluated"
+            + (", queries missing from the run count as 0" if s["average"] == "qrels" else "")
+            + f"), "
+            f"{s['windows']} windows ({s['windows_from_cache']} from cache, {s['windows_generated']} generated)",
+            f"{'metric':<12}{'first stage':>12}{'reranked':>10}{'change':>9}",
+        ]
+        for name, value in self.metrics.items():
+            before = self.first_stage_metrics[name]
+            lines.append(f"{name:<12}{percent(before):>12}{percent(value):>10}{(value - before) * 100:>+9.2f}")
+        if s.get("model_seconds"):
+            lines.append(
+                f"throughput: {s['queries_per_second']:.3g} queries/s, {s['generated_tokens_per_second']:.3g} "
+                f"generated tokens/s ({s['generated_tokens']} tokens in {s['model_seconds']:.1f} s of model time)"
+            )
+        lines.append(f"repaired windows: {s['repaired_windows']} of {s['windows']}; files in {self.output_dir}")
+        return "\n".join(lines)
+
+
+def _default_model_id(backend: Any) -> str:
+    cls = type(backend)
+    model = getattr(backend, "model", None)
+    name = getattr(model, "name_or_path", None) or getattr(backend, "model_name", None)
+    return f"{cls.__module__}.{cls.__qualname__}" + (f":{name}" if name else "")
+
+
+def _settings(reranker: Reranker, model_id: str, data: EvalData, window: int, step: int, top_k: int | None) -> dict:
+    return {
+        "model_id": model_id,
+        "template": reranker.template.name,
+        "max_passage_tokens": reranker.max_passage_tokens,
+        "sampling": asdict(reranker.sampling),
+        "strict": reranker.strict,
+        "window": window,
+        "step": step,
+        "top_k": top_k,
+        "data": data.fingerprint(),
+    }
+
+
+def _check_manifest(directory: Path, settings: dict, overwrite: bool) -> None:
+    path = directory / MANIFEST
+    if path.exists() and not overwrite:
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))["settings"]
+        except (ValueError, KeyError):
+            raise InvalidInputError(f"{path} is not a reasonrank manifest; use another output directory") from None
+        normalized = json.loads(json.dumps(settings))
+        changed = [k for k in sorted(set(previous) | set(normalized)) if previous.get(k) != normalized.get(k)]
+        if changed:
+            details = "; ".join(f"{k}: {_short(previous.get(k))} -> {_short(normalized.get(k))}" for k in changed)
+            raise InvalidInputError(
+                f"{directory} holds a run with other settings ({details}). Its cached windows would not "
+                "match: use a new output directory, or overwrite=True (--overwrite) to discard that run"
+            )
+        return
+    if overwrite:
+        for name in _OUTPUTS:
+            (directory / name).unlink(missing_ok=True)
+    with atomic_writer(path) as f:
+        json.dump({"format": "reasonrank-eval", "version": 1, "settings": settings}, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _trace_row(ranking: Ranking, trace: WindowTrace) -> dict[str, Any]:
+    row: dict[str, Any] = {"qid": ranking.qid, "query": ranking.query}
+    row.update(trace.to_dict())
+    del row["prompt"]
+    return row
+
+
+def _replayed(reranker: Reranker, cache: CachedBackend, ranking: Ranking) -> Ranking:
+    """Give each window the model time recorded when it was generated (a replayed window took none), drop prompts.
+
+    This makes traces of a resumed run identical to those of an uninterrupted one.
+    """
+    windows = []
+    for trace in ranking.windows:
+        sampling = reranker.template.sampling_for_window(trace.end - trace.start, reranker.sampling, reranker.tokenizer)
+        record = cache.get(cache.key(trace.prompt or "", sampling))
+        seconds = record.seconds if record is not None else trace.seconds
+        windows.append(replace(trace, seconds=seconds, prompt=trace.prompt if reranker.keep_prompts else None))
+    return replace(ranking, windows=windows)
+
+
+def run_eval(
+    reranker: Reranker,
+    data: EvalData,
+    output_dir: PathLike,
+    *,
+    window: int = 20,
+    step: int = 10,
+    top_k: int | None = None,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    scores: ScoreConvention = "rank",
+    average: Average = "both",
+    limit: int | None = None,
+    model_id: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    query_batch_size: int = 64,
+    tag: str = "reasonrank",
+    extra_summary: Mapping[str, Any] | None = None,
+) -> EvalResult:
+    """Rerank ``data`` with ``reranker``, evaluate, and write everything to ``output_dir`` (resumable).
+
+    Files: ``run.trec`` (reranked run; ``scores="positional"`` writes the official positional first-stage
+    scores with 6 decimals, which reproduces official numbers exactly), ``metrics.json`` (first stage and
+    reranked, means and per query), ``traces.jsonl`` (one line per window: query, bounds, prompt and output
+    token counts, raw output, reasoning, parse repairs, seconds), ``summary.json`` (counts and throughput),
+    ``cache.jsonl`` (every generation, for resuming) and ``manifest.json`` (the settings; a rerun with other
+    settings is refused unless ``overwrite``). ``limit`` takes the first ``limit`` queries; it, ``scores``,
+    ``metrics`` and ``average`` may change between runs of one directory (they do not change generations).
+
+    ``model_id`` names the model for the cache (default: the backend's class and model path); give one
+    whenever two different models could look alike, e.g. two ``FakeBackend`` responders.
+    Queries go to the reranker ``query_batch_size`` at a time (window round ``k`` of a batch in one backend
+    call); metrics are computed on the run as written (scores rounded to 6 decimals).
+    """
+    if not isinstance(reranker, Reranker):
+        raise InvalidInputError(f"reranker must be a Reranker, got {type(reranker).__name__}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInputError(f"limit must be an int >= 1 or None, got {limit!r}")
+    if isinstance(query_batch_size, bool) or not isinstance(query_batch_size, int) or query_batch_size < 1:
+        raise InvalidInputError(f"query_batch_size must be an int >= 1, got {query_batch_size!r}")
+    metric_names = [metrics] if isinstance(metrics, str) else list(metrics)
+    check_metrics(metric_names)  # a bad name fails before any model call
+    qids = list(data.candidates)[:limit]
+    judged = [q for q in qids if q in data.qrels]
+    if not judged and average == "both":
+        raise InvalidInputError(
+            f"none of the {len(qids)} queries has judgments in the qrels (query ids e.g. {qids[:3]}, qrels ids "
+            f"e.g. {list(data.qrels)[:3]}); check that they use the same ids"
+        )
+    model_id = model_id or _default_model_id(reranker.backend)
+    directory = Path(output_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    _check_manifest(directory, _settings(reranker, model_id, data, window, step, top_k), overwrite)
+
+    started = time.perf_counter()
+    cache = CachedBackend(reranker.backend, directory / CACHE, model_id=model_id)
+    session = copy.copy(reranker)
+    session.backend, session.keep_prompts = cache, True  # prompts find each window's cache record
+    rankings: list[Ranking] = []
+    from tqdm.auto import tqdm
+
+    try:
+        with tqdm(total=len(qids), desc="queries", unit="q", disable=not progress) as bar:
+            for first in range(0, len(qids), query_batch_size):
+                batch = qids[first : first + query_batch_size]
+                results = session.rerank_batch(
+                    [data.queries[q] for q in batch],
+                    [data.candidates[q] for q in batch],
+                    window=window,
+                    step=step,
+                    top_k=top_k,
+                    qids=batch,
+                    progress=progress,
+                )
+                rankings.extend(_replayed(reranker, cache, r) for r in results)
+                bar.update(len(batch))
+    except BaseException:
+        logger.error(
+            "reranking stopped; %d windows are cached in %s: rerun the same command to resume after them",
+            len(cache),
+            cache.path,
+        )
+        raise
+    finally:
+        cache.close(inner=False)
+    rerank_seconds = time.perf_counter() - started
+
+    run = rankings_to_run(rankings, scores=scores, decimals=6)  # exactly what the written file reads back as
+    # average="qrels" counts judged queries without candidates as empty rankings; with a limit, only the
+    # queries taken part.
+    qrels = data.qrels if limit is None else {q: data.qrels[q] for q in qids if q in data.qrels}
+    runs = {"first_stage": data.first_stage_run(qids), "reranked": run}
+    per_query = {name: _evaluate(r, qrels, metric_names, average, per_query=True) for name, r in runs.items()}
+    means = {name: _evaluate(r, qrels, metric_names, average) for name, r in runs.items()}
+    with atomic_writer(directory / RUN) as f:
+        for ranking in rankings:
+            f.writelines(line + "\n" for line in ranking.to_trec(tag=tag, scores=scores))
+    with atomic_writer(directory / TRACES) as f:
+        for ranking in rankings:
+            for trace in ranking.windows:
+                f.write(json.dumps(_trace_row(ranking, trace), ensure_ascii=False) + "\n")
+    metrics_doc = {
+        "average": average,
+        "queries_evaluated": len(per_query["reranked"]),
+        "scores": scores,
+        "first_stage": means["first_stage"],
+        "reranked": means["reranked"],
+        "per_query": per_query,
+    }
+    with atomic_writer(directory / METRICS) as f:
+        json.dump(metrics_doc, f, indent=2)
+        f.write("\n")
+
+    windows = [w for r in rankings for w in r.windows]
+    model_seconds = math.fsum(w.seconds or 0.0 for w in windows)
+    generated = sum(w.output_tokens or 0 for w in windows)
+    summary: dict[str, Any] = {
+        "queries": len(qids),
+        "queries_evaluated": len(per_query["reranked"]),
+        "average": average,
+        "windows": len(windows),
+        "windows_from_cache": cache.hits,
+        "windows_generated": cache.misses,
+        "repaired_windows": sum(1 for w in windows if w.repairs),
+        "generated_tokens": generated,
+        "prompt_tokens": sum(w.prompt_tokens or 0 for w in windows),
+        "model_seconds": model_seconds,
+        "queries_per_second": len(qids) / model_seconds if model_seconds else None,
+        "generated_tokens_per_second": generated / model_seconds if model_seconds else None,
+        "wall_seconds": rerank_seconds,
+        "skipped_run_lines": data.skipped_lines,
+        **(extra_summary or {}),
+    }
+    with atomic_writer(directory / SUMMARY) as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    return EvalResult(directory, rankings, run, means["reranked"], means["first_stage"], per_query, summary)
+
+
+def _evaluate(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], names: list[str], average: Average, **kw: Any
+) -> Any:
+    if average == "both" and not any(q in qrels for q in run):
+        return {}
+    return evaluate(run, qrels, names, average=average, **kw)

@@ -21,7 +21,6 @@ import math
 import random
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from _common import SHARED_DATA, machine, table, write_json
 
 from reasonrank import Reranker
 from reasonrank.backends import FakeBackend, answer
+from reasonrank.io import read_qrels, read_run
+from reasonrank.metrics import evaluate
 from reasonrank.prompts import Template
 from reasonrank.strategies import Sliding, Strategy, TDPart, Tournament
 
@@ -73,34 +74,19 @@ class DocidTemplate(Template):
 
 
 def load_run(task: str) -> dict[str, list[str]]:
-    """The run's candidates per query in rank order; lines without exactly 6 fields are dropped (official)."""
-    rows: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    with open(SHARED_DATA / "bright" / "runs" / f"{task}.reasonir_top100.trec", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) == 6:
-                rows[fields[0]].append((int(fields[3]), fields[2]))
-    return {qid: [d for _, d in sorted(r)] for qid, r in rows.items()}
+    """The run's candidates per query in file (rank) order; lines without 6 fields dropped, as official."""
+    run = read_run(SHARED_DATA / "bright" / "runs" / f"{task}.reasonir_top100.trec", lenient=True)
+    return {qid: list(docs) for qid, docs in run.items()}
 
 
 def load_qrels(task: str) -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with open(SHARED_DATA / "bright" / "qrels" / f"{task}.qrels", encoding="utf-8") as f:
-        for line in f:
-            fields = line.rstrip("\n").split("\t") if "\t" in line else line.split()
-            if len(fields) == 4:
-                qrels[fields[0]][fields[2]] = int(fields[3])
-    return dict(qrels)
+    return read_qrels(SHARED_DATA / "bright" / "qrels" / f"{task}.qrels")
 
 
 def ndcg10(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> float:
-    """Mean nDCG@10 x 100 over the run's queries that have judgments (trec_eval semantics, via pytrec_eval)."""
-    import pytrec_eval
-
-    scored = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in run.items() if q in qrels}
-    evaluator = pytrec_eval.RelevanceEvaluator({q: qrels[q] for q in scored}, {"ndcg_cut.10"})
-    per_query = evaluator.evaluate(scored)
-    return 100 * sum(v["ndcg_cut_10"] for v in per_query.values()) / len(per_query)
+    """Mean nDCG@10 x 100 over the run's queries that have judgments (trec_eval semantics)."""
+    scored = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in run.items()}
+    return 100 * evaluate(scored, qrels, ["nDCG@10"])["nDCG@10"]
 
 
 class NoisyOracle:

@@ -59,3 +59,22 @@ def smollm2_gguf() -> tuple[str, str]:
     files = [f for f in os.listdir(d) if f.endswith(".gguf")]
     assert files, f"no .gguf file in {d}"
     return str(d), files[0]
+
+
+def tiny_qwen2(tokenizer, *, seed: int = 0, **config):
+    """A tiny random Qwen2 causal LM over ``tokenizer``'s vocabulary (built in the test, nothing downloaded)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    settings = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+    )
+    settings.update(config)
+    return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**settings)).eval()

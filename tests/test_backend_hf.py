@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from conftest import tiny_qwen2
 from reasonrank import MissingDependencyError, Reranker, SamplingParams
 from reasonrank.backends import GenerationRequest
 
@@ -16,19 +17,8 @@ from reasonrank.backends.hf import HFBackend  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny(qwen25_tokenizer):
-    torch.manual_seed(0)
-    config = transformers.Qwen2Config(
-        vocab_size=len(qwen25_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        initializer_range=0.5,  # decisive logits: greedy choices do not hinge on float noise
-        tie_word_embeddings=True,
-    )
-    model = transformers.Qwen2ForCausalLM(config).eval()
+    # initializer_range 0.5: decisive logits, so greedy choices do not hinge on float noise between batch shapes
+    model = tiny_qwen2(qwen25_tokenizer, initializer_range=0.5, tie_word_embeddings=True)
     # What Qwen2.5-Instruct checkpoints ship: sampling defaults that must NOT leak into our decoding.
     model.generation_config = transformers.GenerationConfig(
         do_sample=True,
@@ -67,17 +57,7 @@ PROMPTS = [
 
 def test_greedy_ignores_checkpoint_sampling_defaults(qwen25_tokenizer):
     # A flat (default-init) model, so sampling or a repetition penalty would visibly change the tokens.
-    torch.manual_seed(1)
-    config = transformers.Qwen2Config(
-        vocab_size=len(qwen25_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-    )
-    flat = transformers.Qwen2ForCausalLM(config).eval()
+    flat = tiny_qwen2(qwen25_tokenizer, seed=1)
     flat.generation_config = transformers.GenerationConfig(
         do_sample=True,
         temperature=0.7,

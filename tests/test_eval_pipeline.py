@@ -302,3 +302,21 @@ def test_example_script_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "3 queries (3 evaluated)" in done.stdout and "nDCG@10            72.41    100.00" in done.stdout
     assert (tmp_path / "run.trec").exists()
+
+
+def test_strategy_is_part_of_the_settings(noveleval, tmp_path):
+    # tdpart on 20 candidates with window 10: a top window, pivot comparisons, a final window -> 3 rounds
+    counting = FakeBackend(shuffled)
+    result = _eval(counting, noveleval, tmp_path, limit=2, strategy="tdpart")
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["strategy"] == "TDPart(cutoff=None)"
+    assert len(counting.calls) <= 3 and result.metrics
+    with pytest.raises(InvalidInputError, match=r"strategy: \"TDPart\(cutoff=None\)\" -> \"Sliding\(mode='fixed'\)\""):
+        _eval(FakeBackend(shuffled), noveleval, tmp_path, limit=2)
+    with pytest.raises(InvalidInputError, match="applies to the sliding strategy only"):
+        _eval(FakeBackend(shuffled), noveleval, tmp_path / "x", limit=2, strategy="tdpart", window_mode="faithful")
+    faithful = _eval(FakeBackend(shuffled), noveleval, tmp_path / "f", limit=2, window_mode="faithful")
+    assert json.loads((tmp_path / "f" / "manifest.json").read_text())["settings"]["strategy"] == (
+        "Sliding(mode='faithful')"
+    )
+    assert faithful.metrics

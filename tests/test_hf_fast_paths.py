@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import tiny_qwen2
 from reasonrank import InvalidInputError, SamplingParams
 from reasonrank.backends import GenerationRequest
 from reasonrank.prompts import get_template
@@ -26,17 +27,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(qwen25_tokenizer):
-    torch.manual_seed(0)
-    config = transformers.Qwen2Config(
-        vocab_size=len(qwen25_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-    )
-    return transformers.Qwen2ForCausalLM(config).eval()
+    return tiny_qwen2(qwen25_tokenizer, max_position_embeddings=2048)
 
 
 @pytest.fixture(scope="module")

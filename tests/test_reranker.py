@@ -255,3 +255,17 @@ def test_no_passage_is_ever_lost_or_duplicated(sizes, window, data, seed):
     for n, r in zip(sizes, rankings):
         assert sorted(p.index for p in r) == list(range(n))
         assert len(set(r.docids)) == n
+
+
+def test_tokenizer_by_name_is_loaded(qwen25_tokenizer):
+    from conftest import _qwen_tokenizer_dir
+
+    r = Reranker(FakeBackend(), tokenizer=_qwen_tokenizer_dir(), progress=False)
+    assert type(r.tokenizer).__name__ == type(qwen25_tokenizer).__name__
+    assert r.max_passage_tokens == 512  # a tokenizer enables the template's default truncation
+
+
+def test_progress_bar_counts_windows_as_they_stream(capsys):
+    Reranker(reverse_backend(), progress=True).rerank("q", passages(30))
+    err = capsys.readouterr().err
+    assert "windows" in err and "2/2" in err

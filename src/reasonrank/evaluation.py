@@ -53,6 +53,7 @@ from .io import (
 )
 from .metrics import DEFAULT_METRICS, Average, check_metrics, evaluate, percent, trec_order
 from .reranker import Reranker
+from .strategies import Strategy, resolve_strategy
 
 __all__ = ["EvalData", "EvalResult", "oracle_backend", "run_eval"]
 
@@ -228,7 +229,15 @@ def _default_model_id(backend: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}" + (f":{name}" if name else "")
 
 
-def _settings(reranker: Reranker, model_id: str, data: EvalData, window: int, step: int, top_k: int | None) -> dict:
+def _settings(
+    reranker: Reranker,
+    model_id: str,
+    data: EvalData,
+    window: int,
+    step: int,
+    top_k: int | None,
+    strategy: Strategy,
+) -> dict:
     return {
         "model_id": model_id,
         "template": reranker.template.name,
@@ -238,6 +247,7 @@ def _settings(reranker: Reranker, model_id: str, data: EvalData, window: int, st
         "window": window,
         "step": step,
         "top_k": top_k,
+        "strategy": repr(strategy),
         "data": data.fingerprint(),
     }
 
@@ -300,6 +310,8 @@ def run_eval(
     window: int = 20,
     step: int = 10,
     top_k: int | None = None,
+    strategy: str | Strategy = "sliding",
+    window_mode: str = "fixed",
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     scores: ScoreConvention = "rank",
     average: Average = "both",
@@ -320,6 +332,7 @@ def run_eval(
     ``cache.jsonl`` (every generation, for resuming) and ``manifest.json`` (the settings; a rerun with other
     settings is refused unless ``overwrite``). ``limit`` takes the first ``limit`` queries; it, ``scores``,
     ``metrics`` and ``average`` may change between runs of one directory (they do not change generations).
+    ``strategy`` and ``window_mode`` are those of :meth:`Reranker.rerank` (default: the official sliding window).
 
     ``model_id`` names the model for the cache (default: the backend's class and model path); give one
     whenever two different models could look alike, e.g. two ``FakeBackend`` responders.
@@ -344,7 +357,8 @@ def run_eval(
     model_id = model_id or _default_model_id(reranker.backend)
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    _check_manifest(directory, _settings(reranker, model_id, data, window, step, top_k), overwrite)
+    plan_strategy = resolve_strategy(strategy, window_mode)
+    _check_manifest(directory, _settings(reranker, model_id, data, window, step, top_k, plan_strategy), overwrite)
 
     started = time.perf_counter()
     cache = CachedBackend(reranker.backend, directory / CACHE, model_id=model_id)
@@ -365,6 +379,7 @@ def run_eval(
                     top_k=top_k,
                     qids=batch,
                     progress=progress,
+                    strategy=plan_strategy,
                 )
                 rankings.extend(_replayed(reranker, cache, r) for r in results)
                 bar.update(len(batch))

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._errors import BackendError, InvalidInputError, PassageTypeError, WindowFailedError
+from ._errors import BackendError, InvalidInputError, MissingDependencyError, PassageTypeError, WindowFailedError
 from ._types import Passage, PassageLike, RankedPassage, Ranking, SamplingParams, WindowTrace, as_passages
 from .backends import Backend, GenerationRequest, get_backend_class
 from .backends._base import timed_stream
 from .parsing import parse_ranking
 from .presets import ModelPreset, find_preset
 from .prompts import Template, available_templates, get_template
-from .strategies import Plan, Sliding, Strategy, Window, get_strategy
-from .window import check_window_args, check_window_mode
+from .strategies import Plan, Strategy, Window, resolve_strategy
+from .window import check_window_args
 
 __all__ = ["Reranker"]
 
@@ -66,6 +66,15 @@ class _Job:
     ranked: tuple[int, ...] = ()
 
 
+def _load_tokenizer(name: str) -> Any:
+    """A Hugging Face tokenizer from a hub id or local path (``tokenizer="Qwen/Qwen2.5-7B-Instruct"``)."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise MissingDependencyError("transformers", "hf", "Loading a tokenizer by name") from None
+    return AutoTokenizer.from_pretrained(name)
+
+
 class Reranker:
     """A listwise reasoning reranker over any backend.
 
@@ -76,10 +85,10 @@ class Reranker:
     >>> ranking.docids, len(ranking.windows)
     (['1', '0', '2'], 1)
 
-    ``tokenizer`` (default: the backend's) renders the chat template and truncates passages as the official
-    code does; without one, prompts are rendered with the built-in Qwen2.5 ChatML template and passages are
-    not truncated. ``max_passage_tokens=None`` means the template's default (512 tokens for the ReasonRank
-    templates, as in the official BRIGHT runs; the official BEIR/TREC-DL runs used 100).
+    ``tokenizer`` (default: the backend's; a hub id or path is loaded with transformers) renders the chat template
+    and truncates passages as the official code does; without one, prompts are rendered with the built-in Qwen2.5
+    ChatML template and passages are not truncated. ``max_passage_tokens=None`` means the template's default (512
+    tokens for the ReasonRank templates, as in the official BRIGHT runs; the official BEIR/TREC-DL runs used 100).
     """
 
     def __init__(
@@ -108,6 +117,8 @@ class Reranker:
             )
         self.backend = backend
         self.template = get_template(template)
+        if isinstance(tokenizer, str):
+            tokenizer = _load_tokenizer(tokenizer)
         self.tokenizer = tokenizer if tokenizer is not None else backend.tokenizer
         if max_passage_tokens is not None and (
             isinstance(max_passage_tokens, bool) or not isinstance(max_passage_tokens, int) or max_passage_tokens < 1
@@ -238,7 +249,7 @@ class Reranker:
         setting) shows a tqdm bar over windows. ``strategy`` and ``window_mode``: see :meth:`rerank`; in
         faithful mode ``top_k`` is the official ``rank_end`` and is not clamped to a query's candidate count.
         """
-        plan_strategy = self._strategy(strategy, window_mode)
+        plan_strategy = resolve_strategy(strategy, window_mode)
         states = self._start(queries, passages_per_query, window, step, top_k, qids, plan_strategy)
         from tqdm.auto import tqdm
 
@@ -251,25 +262,13 @@ class Reranker:
                 jobs = self._next_jobs(states, round_index)
                 if not jobs:
                     break
-                self._run_round(round_index, jobs)
-                bar.update(len(jobs))
+                self._run_round(round_index, jobs, bar.update)
                 round_index += 1
             bar.total = bar.n  # plans may finish early (e.g. tdpart when nothing beats the pivot)
             bar.refresh()
         return [self._finish(s) for s in states]
 
     # ------------------------------------------------------------------ internals
-
-    @staticmethod
-    def _strategy(strategy: str | Strategy, window_mode: str) -> Strategy:
-        check_window_mode(window_mode)
-        if strategy == "sliding":
-            return Sliding(mode=window_mode)
-        if window_mode != "fixed":
-            raise InvalidInputError(
-                f"window_mode={window_mode!r} applies to the sliding strategy only; got strategy={strategy!r}"
-            )
-        return get_strategy(strategy)
 
     def _start(
         self,
@@ -355,7 +354,7 @@ class Reranker:
         docid = state.passages[index].docid
         return docid if docid is not None else str(index)
 
-    def _run_round(self, round_index: int, jobs: list[_Job]) -> None:
+    def _run_round(self, round_index: int, jobs: list[_Job], on_window: Callable[[int], Any] | None = None) -> None:
         results = timed_stream(self.backend, [job.request for job in jobs])
         done = [False] * len(jobs)
         while True:
@@ -384,6 +383,8 @@ class Reranker:
                 raise BackendError(f"backend {self.backend!r} returned result index {i} twice or out of range")
             done[i] = True
             self._read(jobs[i], round_index, generation, seconds)
+            if on_window is not None:  # progress moves per window as results stream in
+                on_window(1)
         if not all(done):
             missing = [j.request.key for j, ok in zip(jobs, done) if not ok]
             raise BackendError(

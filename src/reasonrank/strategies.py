@@ -51,6 +51,7 @@ __all__ = [
     "available_strategies",
     "get_strategy",
     "register_strategy",
+    "resolve_strategy",
 ]
 
 
@@ -389,3 +390,19 @@ def get_strategy(strategy: str | Strategy) -> Strategy:
         return _STRATEGIES[strategy]()
     except (KeyError, TypeError):
         raise UnknownNameError("strategy", strategy, available_strategies()) from None
+
+
+def resolve_strategy(strategy: str | Strategy, window_mode: str = "fixed") -> Strategy:
+    """The strategy for ``rerank(..., strategy=, window_mode=)``: ``window_mode`` configures sliding windows.
+
+    >>> resolve_strategy("sliding", "faithful")
+    Sliding(mode='faithful')
+    """
+    check_window_mode(window_mode)
+    if strategy == "sliding":
+        return Sliding(mode=window_mode)
+    if window_mode != "fixed":
+        raise InvalidInputError(
+            f"window_mode={window_mode!r} applies to the sliding strategy only; got strategy={strategy!r}"
+        )
+    return get_strategy(strategy)

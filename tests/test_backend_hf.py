@@ -93,8 +93,11 @@ def test_left_padded_batches_equal_single_requests(tiny, qwen25_tokenizer):
 
 def test_stream_yields_every_index_once(tiny, qwen25_tokenizer):
     backend = HFBackend(tiny, qwen25_tokenizer, batch_size=2)
-    seen = [i for i, _ in backend.stream([request(p, max_tokens=2) for p in PROMPTS])]
-    assert sorted(seen) == [0, 1, 2] and len(seen) == 3
+    results = list(backend.stream([request(p, max_tokens=2) for p in PROMPTS]))
+    assert sorted(i for i, _ in results) == [0, 1, 2] and len(results) == 3
+    # batches are sorted by prompt length: the longest prompt (1) and the medium one (2) share a batch and its time
+    seconds = {i: g.seconds for i, g in results}
+    assert seconds[1] == seconds[2] > 0 and seconds[0] > 0
 
 
 def test_eos_stops_generation(tiny, qwen25_tokenizer):

@@ -60,7 +60,7 @@ class CacheRecord:
     window: str = ""  # the request's key, for people reading the file
 
     def generation(self) -> Generation:
-        return Generation(self.text, self.output_tokens, self.prompt_tokens, self.finish_reason)
+        return Generation(self.text, self.output_tokens, self.prompt_tokens, self.finish_reason, self.seconds)
 
 
 def _lock(fd: int, path: str) -> None:
@@ -215,6 +215,15 @@ class CachedBackend(Backend):
             done[j] = True
             group = send[j]
             if isinstance(getattr(generation, "text", None), str):  # never store what the reranker will reject
+                # The model time is part of the record, and what a replay of it reports.
+                own = getattr(generation, "seconds", None)
+                generation = Generation(
+                    generation.text,
+                    getattr(generation, "output_tokens", None),
+                    getattr(generation, "prompt_tokens", None),
+                    getattr(generation, "finish_reason", None),
+                    own if own is not None else seconds,
+                )
                 self.misses += 1
                 self._store(
                     CacheRecord(
@@ -223,7 +232,7 @@ class CachedBackend(Backend):
                         output_tokens=generation.output_tokens,
                         prompt_tokens=generation.prompt_tokens,
                         finish_reason=generation.finish_reason,
-                        seconds=seconds,
+                        seconds=generation.seconds,
                         window=requests[group[0]].key,
                     )
                 )

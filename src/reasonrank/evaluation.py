@@ -288,20 +288,6 @@ def _trace_row(ranking: Ranking, trace: WindowTrace) -> dict[str, Any]:
     return row
 
 
-def _replayed(reranker: Reranker, cache: CachedBackend, ranking: Ranking) -> Ranking:
-    """Give each window the model time recorded when it was generated (a replayed window took none), drop prompts.
-
-    This makes traces of a resumed run identical to those of an uninterrupted one.
-    """
-    windows = []
-    for trace in ranking.windows:
-        sampling = reranker.template.sampling_for_window(trace.end - trace.start, reranker.sampling, reranker.tokenizer)
-        record = cache.get(cache.key(trace.prompt or "", sampling))
-        seconds = record.seconds if record is not None else trace.seconds
-        windows.append(replace(trace, seconds=seconds, prompt=trace.prompt if reranker.keep_prompts else None))
-    return replace(ranking, windows=windows)
-
-
 def run_eval(
     reranker: Reranker,
     data: EvalData,
@@ -363,7 +349,9 @@ def run_eval(
     started = time.perf_counter()
     cache = CachedBackend(reranker.backend, directory / CACHE, model_id=model_id)
     session = copy.copy(reranker)
-    session.backend, session.keep_prompts = cache, True  # prompts find each window's cache record
+    # Cached generations carry the model time recorded when they were made, so the traces of a resumed run
+    # equal those of an uninterrupted one.
+    session.backend = cache
     rankings: list[Ranking] = []
     from tqdm.auto import tqdm
 
@@ -381,7 +369,7 @@ def run_eval(
                     progress=progress,
                     strategy=plan_strategy,
                 )
-                rankings.extend(_replayed(reranker, cache, r) for r in results)
+                rankings.extend(results)
                 bar.update(len(batch))
     except BaseException:
         logger.error(

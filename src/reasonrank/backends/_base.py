@@ -40,6 +40,9 @@ class Generation:
     output_tokens: int | None = None
     prompt_tokens: int | None = None
     finish_reason: str | None = None  # "stop" (EOS or stop string) or "length" (hit max_tokens)
+    #: model time spent on this request, when the backend can tell (a batch's time is shared by its rows);
+    #: otherwise the reranker records the time since the previous result arrived
+    seconds: float | None = None
 
 
 class Backend(ABC):
@@ -86,9 +89,10 @@ class Backend(ABC):
 
 
 def timed_stream(backend: Backend, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation, float]]:
-    """``backend.stream`` with the seconds each result took to arrive since the previous one."""
+    """``backend.stream`` with each result's seconds: the backend's own figure, else the time since the last one."""
     last = time.perf_counter()
     for index, generation in backend.stream(requests):
         now = time.perf_counter()
-        yield index, generation, now - last
+        seconds = getattr(generation, "seconds", None)
+        yield index, generation, seconds if seconds is not None else now - last
         last = now

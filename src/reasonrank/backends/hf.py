@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
@@ -262,6 +264,7 @@ class HFBackend(Backend):
         torch = _import_torch()
         device = next(self.model.parameters()).device
         for sampling, indices, token_lists in self._batches(requests):
+            started = time.perf_counter()
             width = max(len(t) for t in token_lists)
             if self.pad_to_multiple_of:
                 width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -279,8 +282,9 @@ class HFBackend(Backend):
                     **self._generation_kwargs(sampling),
                 )
             new_tokens = out[:, width:].tolist()
+            share = (time.perf_counter() - started) / len(indices)  # the batch's time, shared by its rows
             for row, index in enumerate(indices):
-                yield index, self._decode(new_tokens[row], len(token_lists[row]))
+                yield index, replace(self._decode(new_tokens[row], len(token_lists[row])), seconds=share)
 
     def _stream_continuous(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         transformers = _import_transformers()
@@ -305,6 +309,7 @@ class HFBackend(Backend):
                 for k, generation in self._stream_generate([requests[i] for i in indices]):
                     yield indices[k], generation
                 continue
+            started = time.perf_counter()
             encoded = self._tokenizer(
                 [requests[i].prompt for i in indices], add_special_tokens=self.add_special_tokens
             )["input_ids"]
@@ -325,8 +330,9 @@ class HFBackend(Backend):
                     + (f"; errors: {failed[:3]}" if failed else "")
                     + "; use engine='generate'"
                 )
+            share = (time.perf_counter() - started) / len(indices)
             for index, ids, output in zip(indices, encoded, outputs):
-                yield index, self._decode(list(output.generated_tokens), len(ids))
+                yield index, replace(self._decode(list(output.generated_tokens), len(ids)), seconds=share)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,8 +14,8 @@ from openai_servers import FaultProxy, LlamaServer
 from reasonrank import Passage, Reranker
 from reasonrank._demo import load_noveleval
 from reasonrank._errors import WindowFailedError
-from reasonrank.backends import Backend, Generation, GenerationRequest
 from reasonrank.backends.openai_compat import OpenAIBackend
+from reasonrank.cache import CachedBackend
 from reasonrank.prompts import get_template
 
 pytestmark = pytest.mark.slow
@@ -59,36 +59,6 @@ def make_reranker(base_url, **options) -> Reranker:
         progress=False,
         **options,
     )
-
-
-class RecordingCache(Backend):
-    """What the evaluation cache does: answer known prompts from memory, record each new answer as it arrives."""
-
-    name = "recording-cache"
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.store: dict[str, Generation] = {}
-        self.sent: list[str] = []
-
-    @property
-    def tokenizer(self):
-        return self.inner.tokenizer
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        return [g for _, g in sorted(self.stream(requests), key=lambda pair: pair[0])]
-
-    def stream(self, requests):
-        missing = []
-        for i, r in enumerate(requests):
-            if r.prompt in self.store:
-                yield i, self.store[r.prompt]
-            else:
-                missing.append(i)
-        self.sent.extend(requests[i].key for i in missing)
-        for j, generation in self.inner.stream([requests[i] for i in missing]):
-            self.store[requests[missing[j]].prompt] = generation
-            yield missing[j], generation
 
 
 def assert_complete(rankings, lists) -> None:
@@ -149,11 +119,12 @@ def test_two_servers_share_work_and_survive_one_being_killed(gguf):
     assert sum(per_server.values()) == 8 and backend.stats.retries >= 1  # the killed server's work moved to b
 
 
-def test_server_errors_mid_run_fail_clearly_and_resume_from_the_cache(server):
+def test_server_errors_mid_run_fail_clearly_and_resume_from_the_cache(server, tmp_path):
     queries, lists = novel_eval(4)
+    path = tmp_path / "cache.jsonl"
     with FaultProxy(server.port, fail_after=2, fail_statuses=(429, 500, 503)) as proxy:
         inner = make_reranker(proxy.base_url, max_concurrency=1, max_retries=2).backend
-        cache = RecordingCache(inner)
+        cache = CachedBackend(inner, path, model_id="smollm2")  # the evaluation's crash-safe cache
         reranker = Reranker(cache, template="reasonrank", sampling=inner_sampling(), progress=False)
         with pytest.raises(WindowFailedError) as info:
             reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP)
@@ -164,20 +135,24 @@ def test_server_errors_mid_run_fail_clearly_and_resume_from_the_cache(server):
         assert "gave up after 3 attempts" in str(err) and "HTTP 503" in str(err)  # the last of 429, 500, 503
         assert [s for _, _, s in proxy.log] == [200, 200, 429, 500, 503]  # retried, gave up, sent nothing more
         assert inner.stats.retries == 2
-        assert len(cache.store) == 2  # the completed windows are kept
-        proxy.heal()  # the server is healthy again: rerun, and only the missing windows are sent
-        cache.sent.clear()
+        assert len(cache) == 2  # the completed windows are on disk
+        cache.close(inner=False)
+
+        proxy.heal()  # the server is healthy again: a new process would reopen the cache and rerun
+        resumed = CachedBackend(inner, path, model_id="smollm2")
+        reranker = Reranker(resumed, template="reasonrank", sampling=inner_sampling(), progress=False)
         rankings = reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP)
+        resumed.close(inner=False)
     assert_complete(rankings, lists)
-    assert len(cache.sent) == 2 + 4  # the two failed round-0 windows, then round 1 of every query
+    assert (resumed.hits, resumed.misses) == (2, 2 + 4)  # the two failed round-0 windows, then round 1 of each
 
 
-def test_killed_server_fails_with_windows_named_then_resumes_after_restart(gguf):
+def test_killed_server_fails_with_windows_named_then_resumes_after_restart(gguf, tmp_path):
     queries, lists = novel_eval(3)
     server = LlamaServer(gguf).start()
     try:
         inner = make_reranker(server.base_url, max_concurrency=1, max_retries=1).backend
-        cache = RecordingCache(inner)
+        cache = CachedBackend(inner, tmp_path / "cache.jsonl", model_id="smollm2")
         reranker = Reranker(cache, template="reasonrank", sampling=inner_sampling(), progress=False)
 
         def kill_after_two() -> None:
@@ -196,7 +171,7 @@ def test_killed_server_fails_with_windows_named_then_resumes_after_restart(gguf)
         err = info.value
         assert err.completed >= 2 and err.completed + len(err.failed) == 3
         assert re.search(r"ConnectError|RemoteProtocolError|ReadError", str(err))  # refused / reset connection
-        assert len(cache.store) == err.completed
+        assert len(cache) == err.completed
         server = LlamaServer(gguf, port=server.port).start()  # restarted on the same address
         rankings = reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP)
     finally:

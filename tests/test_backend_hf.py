@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import tiny_qwen2
-from reasonrank import MissingDependencyError, Reranker, SamplingParams
+from reasonrank import InvalidInputError, MissingDependencyError, Reranker, SamplingParams
 from reasonrank.backends import GenerationRequest
 
 torch = pytest.importorskip("torch")
@@ -166,3 +166,16 @@ def test_real_smollm2_reranks_a_noveleval_query(smollm2_gguf):
     # passages were truncated to 48 model tokens before entering the prompt
     first = reranker.template.passage_content(item["passages"][0], tokenizer=reranker.tokenizer, max_passage_tokens=48)
     assert len(reranker.tokenizer.tokenize(first)) <= 49
+
+
+def test_from_pretrained_local_directory_dtype_and_device_map(tmp_path, qwen25_tokenizer):
+    model = tiny_qwen2(qwen25_tokenizer)
+    model.save_pretrained(tmp_path)
+    qwen25_tokenizer.save_pretrained(tmp_path)
+    backend = HFBackend.from_pretrained(str(tmp_path), dtype="bf16", device_map="cpu")
+    assert next(backend.model.parameters()).dtype == torch.bfloat16
+    out = backend.generate([request(PROMPTS[0], max_tokens=3, min_tokens=3)])[0]
+    assert out.output_tokens == 3
+    assert next(HFBackend.from_pretrained(str(tmp_path)).model.parameters()).dtype == torch.float32  # CPU: fp32
+    with pytest.raises(InvalidInputError, match="unknown dtype 'int4'"):
+        HFBackend.from_pretrained(str(tmp_path), dtype="int4")

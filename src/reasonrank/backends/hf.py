@@ -45,6 +45,9 @@ def _split_gguf(model: str, gguf_file: str | None) -> tuple[str, str | None]:
     return model, gguf_file
 
 
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+
+
 class HFBackend(Backend):
     """Generate with a transformers causal LM.
 
@@ -132,6 +135,7 @@ class HFBackend(Backend):
         tokenizer: Any = None,
         dtype: str | Any = "auto",
         device: str | None = None,
+        device_map: str | dict[str, Any] | None = None,
         revision: str | None = None,
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
@@ -140,20 +144,28 @@ class HFBackend(Backend):
     ) -> HFBackend:
         """Load a model and tokenizer from a hub id or local path (``gguf_file=`` for a GGUF checkpoint).
 
-        ``dtype="auto"`` keeps the checkpoint's dtype on GPUs and uses float32 on CPU; ``device`` defaults to
-        CUDA when available. Remaining options (``batch_size``, ``add_special_tokens``, ``sort_by_length``,
-        ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``, ``engine``,
-        ``continuous_config``) go to the constructor.
+        ``dtype="auto"`` keeps the checkpoint's dtype on GPUs and uses float32 on CPU (``"bfloat16"``/``"bf16"``,
+        ``"float16"``/``"fp16"``, ``"float32"``/``"fp32"`` or a ``torch.dtype`` choose one); ``device`` defaults to
+        CUDA when available. ``device_map`` (e.g. ``"auto"``, needs accelerate) spreads a model that does not fit
+        one GPU over several, instead of ``device``. Remaining options (``batch_size``, ``add_special_tokens``,
+        ``sort_by_length``, ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``,
+        ``engine``, ``continuous_config``) go to the constructor.
         """
         torch = _import_torch()
         transformers = _import_transformers()
         model, gguf_file = _split_gguf(model, gguf_file)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if dtype == "auto" and str(device).startswith("cpu"):
+        if dtype == "auto" and str(device).startswith("cpu") and device_map is None:
             dtype = torch.float32
         elif isinstance(dtype, str) and dtype != "auto":
-            dtype = getattr(torch, dtype)
+            name = _DTYPE_ALIASES.get(dtype.lower(), dtype.lower())
+            candidate = getattr(torch, name, None)
+            if not isinstance(candidate, torch.dtype) or not candidate.is_floating_point:
+                raise InvalidInputError(
+                    f"unknown dtype {dtype!r}; use 'auto', 'bfloat16' (bf16), 'float16' (fp16) or 'float32' (fp32)"
+                )
+            dtype = candidate
         common: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
         if gguf_file is not None:
             common["gguf_file"] = gguf_file
@@ -163,9 +175,13 @@ class HFBackend(Backend):
         kwargs["dtype"] = dtype
         if attn_implementation is not None:
             kwargs["attn_implementation"] = attn_implementation
-        logger.info("loading %s%s on %s", model, f" ({gguf_file})" if gguf_file else "", device)
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        where = f"device_map={device_map!r}" if device_map is not None else device
+        logger.info("loading %s%s on %s", model, f" ({gguf_file})" if gguf_file else "", where)
         lm = transformers.AutoModelForCausalLM.from_pretrained(model, **kwargs)
-        lm.to(device)
+        if device_map is None:
+            lm.to(device)
         lm.eval()
         return cls(lm, tokenizer, **options)
 

@@ -179,3 +179,11 @@ def test_from_pretrained_local_directory_dtype_and_device_map(tmp_path, qwen25_t
     assert next(HFBackend.from_pretrained(str(tmp_path)).model.parameters()).dtype == torch.float32  # CPU: fp32
     with pytest.raises(InvalidInputError, match="unknown dtype 'int4'"):
         HFBackend.from_pretrained(str(tmp_path), dtype="int4")
+
+
+def test_prompts_longer_than_the_context_are_reported(qwen25_tokenizer, caplog):
+    small = tiny_qwen2(qwen25_tokenizer, max_position_embeddings=64)
+    backend = HFBackend(small, qwen25_tokenizer)
+    with caplog.at_level("WARNING", logger="reasonrank.backends.hf"):
+        backend.generate([request(PROMPTS[1], max_tokens=60, min_tokens=1)])
+    assert "exceeds the model's context of 64 tokens" in caplog.text

@@ -42,7 +42,7 @@ class Generation:
     finish_reason: str | None = None  # "stop" (EOS or stop string) or "length" (hit max_tokens)
     #: model time spent on this request, when the backend can tell (a batch's time is shared by its rows);
     #: otherwise the reranker records the time since the previous result arrived
-    seconds: float | None = None
+    seconds: float | None = field(default=None, compare=False)
 
 
 class Backend(ABC):

@@ -123,6 +123,7 @@ class HFBackend(Backend):
         self.engine = engine
         self.continuous_config = dict(continuous_config or {})
         self.eos_token_ids = self._eos_ids()
+        self._warned_context = False
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
 
@@ -246,11 +247,26 @@ class HFBackend(Backend):
             encoded = self._tokenizer(
                 [requests[i].prompt for i in indices], add_special_tokens=self.add_special_tokens
             )["input_ids"]
+            self._check_context(max(len(ids) for ids in encoded), sampling.max_tokens)
             pairs = list(zip(indices, encoded))
             if self.sort_by_length:
                 pairs.sort(key=lambda p: -len(p[1]))
             for chunk in self._chunks(pairs, sampling.max_tokens):
                 yield sampling, [i for i, _ in chunk], [list(ids) for _, ids in chunk]
+
+    def _check_context(self, prompt_tokens: int, max_new: int) -> None:
+        # The official pipeline never shrinks prompts to fit (model-reference §1.6); neither do we, but say so
+        # when a window cannot fit the model's context instead of letting it degrade silently.
+        limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if isinstance(limit, int) and prompt_tokens + max_new > limit and not self._warned_context:
+            self._warned_context = True
+            logger.warning(
+                "a prompt of %d tokens plus max_tokens=%d exceeds the model's context of %d tokens: lower "
+                "max_passage_tokens or the window size, or max_tokens",
+                prompt_tokens,
+                max_new,
+                limit,
+            )
 
     def _chunks(self, pairs: list[tuple[int, Any]], max_new: int) -> Iterator[list[tuple[int, Any]]]:
         """Cut (index, tokens) pairs into batches of at most ``batch_size`` rows and ``max_batch_tokens``."""

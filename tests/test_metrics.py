@@ -226,6 +226,32 @@ def test_percent_conventions():
 # ------------------------------------------------------------------------------------------------ RBO
 
 
+def _rbo_eq32(a: list, b: list, p: float) -> float:
+    """Webber et al. (2010) eq. 32, transcribed term by term (X_d: overlap of L[:d] with S[:min(d, s)])."""
+    long, short = (a, b) if len(a) >= len(b) else (b, a)
+    l, s = len(long), len(short)  # noqa: E741 - the paper's names
+    x = {d: len(set(long[:d]) & set(short[: min(d, s)])) for d in range(1, l + 1)}
+    first = sum(x[d] / d * p**d for d in range(1, l + 1))
+    second = sum(x[s] * (d - s) / (s * d) * p**d for d in range(s + 1, l + 1))
+    return (1 - p) / p * (first + second) + ((x[l] - x[s]) / l + x[s] / s) * p**l
+
+
+def test_rbo_extrapolated_for_lists_of_unequal_length_follows_the_paper():
+    """Issue 9: eq. 32 of Webber et al. (2010); rbo 0.1.3's extrapolation gives 0.3915 here."""
+    assert round(rbo(list("NHMACFL"), list("CGNA"), p=0.9, extrapolate=True), 6) == 0.490384
+    assert rbo(list("CGNA"), list("NHMACFL"), p=0.9, extrapolate=True) == rbo(
+        list("NHMACFL"), list("CGNA"), p=0.9, extrapolate=True
+    )
+    # depth cuts both lists first: equal lengths then, and eq. 32 is eq. 30
+    assert rbo(list("NHMACFL"), list("CGNA"), p=0.9, depth=4, extrapolate=True) == rbo(
+        list("NHMA"), list("CGNA"), p=0.9, extrapolate=True
+    )
+    # identical prefixes: a list and its own extension agree as far as the shorter one goes
+    assert rbo(list("abcdef"), list("abc"), p=0.9, extrapolate=True) == pytest.approx(1.0)
+    with pytest.raises(InvalidInputError, match="hashable"):
+        rbo([["a"]], [["b"]])
+
+
 def test_rbo_matches_the_rbo_package():
     """Expected values come from the unmodified rbo 0.1.3 package (see tests/fixtures/README.md)."""
     data = json.loads((FIXTURES / "rbo_0.1.3_vectors.json").read_text())
@@ -235,7 +261,10 @@ def test_rbo_matches_the_rbo_package():
         assert rbo(a, b, p=1.0) == case["default"], (a, b)  # bit for bit: same recurrence
         for p, expected in case["p"].items():
             assert rbo(a, b, p=float(p)) == expected["plain"]
-            assert rbo(a, b, p=float(p), extrapolate=True) == expected["ext"]
+            if len(a) == len(b) or not a or not b:
+                assert rbo(a, b, p=float(p), extrapolate=True) == expected["ext"]
+            else:  # rbo 0.1.3 does not implement eq. 32 for lists of unequal length; the paper is the reference
+                assert rbo(a, b, p=float(p), extrapolate=True) == pytest.approx(_rbo_eq32(a, b, float(p)), abs=1e-12)
         if "depth3" in case:
             assert rbo(a, b, p=1.0, depth=3) == case["depth3"]["p1"]
             assert rbo(a, b, p=0.9, depth=3) == case["depth3"]["p0.9"]

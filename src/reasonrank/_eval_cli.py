@@ -106,7 +106,13 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _require_model(args: argparse.Namespace) -> None:
+    if args.backend not in _DRY_BACKENDS and not args.model:
+        raise SystemExit(f"--model is required with --backend {args.backend} (or use --backend fake/oracle)")
+
+
 def _model_id(args: argparse.Namespace, options: dict[str, Any]) -> str:
+    _require_model(args)
     if args.model_id:
         return str(args.model_id)
     if args.backend in _DRY_BACKENDS:
@@ -133,8 +139,7 @@ def _build_reranker(args: argparse.Namespace, data: Any, options: dict[str, Any]
             max_tokens=args.max_tokens or SamplingParams().max_tokens, temperature=args.temperature or 0.0
         )
         return Reranker(backend, template=args.template or "reasonrank", sampling=sampling, **common)
-    if not args.model:
-        raise SystemExit(f"--model is required with --backend {args.backend} (or use --backend fake/oracle)")
+    _require_model(args)
     for name in ("max_tokens", "temperature"):
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
@@ -143,7 +148,7 @@ def _build_reranker(args: argparse.Namespace, data: Any, options: dict[str, Any]
 
 def run(args: argparse.Namespace) -> int:
     """Rerank a first-stage run, evaluate it against qrels, and write run, metrics and traces (resumable)."""
-    from .evaluation import EvalData, run_eval
+    from .evaluation import EvalData, _check_eval_args, run_eval
     from .metrics import check_metrics
 
     out = sys.stdout.write
@@ -161,6 +166,25 @@ def run(args: argparse.Namespace) -> int:
             quoting=args.tsv_quoting,
         )
         options = _backend_options(args)
+        # Arguments, data and the output directory are checked before the model loads (minutes for a 7B model).
+        _check_eval_args(
+            data,
+            args.output_dir,
+            window=args.window,
+            step=args.step,
+            top_k=args.top_k,
+            strategy=args.strategy,
+            window_mode=args.window_mode,
+            metrics=metrics,
+            scores=args.scores,
+            average=args.average,
+            limit=args.limit,
+            query_batch_size=args.query_batch_size,
+            tag=args.tag,
+            model_id=_model_id(args, options),
+            strict=args.strict,
+            overwrite=args.overwrite,
+        )
         t0 = time.perf_counter()
         reranker = _build_reranker(args, data, options)
         load_seconds = time.perf_counter() - t0
@@ -184,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             tag=args.tag,
             extra_summary={"load_seconds": load_seconds},
         )
-    except (ReasonRankError, FileNotFoundError) as e:
+    except (ReasonRankError, OSError) as e:  # OSError: an input file that is missing or cannot be read
         sys.stderr.write(f"reasonrank eval: error: {e}\n")
         return 1
     out(result.table() + "\n")

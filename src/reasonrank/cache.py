@@ -9,7 +9,9 @@ outputs of earlier windows, replaying cached outputs reproduces the rankings exa
 
 The file starts with a header naming the model identity; opening it for another model is refused, so cached
 outputs are never served for a model that did not produce them. A torn last line (the process died while
-writing it) is dropped and that window is simply generated again. One process at a time may use a cache
+writing it) is cut off and that window is simply generated again; so is a write cut short by a full disk.
+A malformed record anywhere else (not JSON, a missing or mistyped field, ``"text": null``) is reported with
+its line number and skipped: only its window is generated again. One process at a time may use a cache
 file (an advisory lock, released by the OS even after ``kill -9``).
 
 >>> import os, tempfile
@@ -26,16 +28,19 @@ file (an advisory lock, released by the OS even after ``kill -9``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ._errors import BackendError, InvalidInputError
+from ._errors import BackendError, InvalidInputError, ReasonRankError
 from ._types import SamplingParams
 from .backends._base import Backend, Generation, GenerationRequest
 
@@ -63,7 +68,49 @@ class CacheRecord:
         return Generation(self.text, self.output_tokens, self.prompt_tokens, self.finish_reason, self.seconds)
 
 
-def _lock(fd: int, path: str) -> None:
+_FIELDS = frozenset(CacheRecord.__dataclass_fields__)
+
+
+def _record_problem(obj: Any) -> str | None:
+    """What makes a decoded line unusable as a :class:`CacheRecord`, or None."""
+    if not isinstance(obj, dict):
+        return f"a record is a JSON object, this is a {type(obj).__name__}"
+    unknown = sorted(set(obj) - _FIELDS)
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)}"
+    if not isinstance(obj.get("key"), str) or not obj["key"]:
+        return "no 'key' string"
+    if not isinstance(obj.get("text"), str):
+        return f"'text' must be a string, got {obj.get('text')!r:.40}"
+    for name in ("output_tokens", "prompt_tokens"):
+        value = obj.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f"{name!r} must be an int >= 0 or null, got {value!r:.40}"
+    seconds = obj.get("seconds")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf
+    ):
+        return f"'seconds' must be a number >= 0 or null, got {seconds!r:.40}"
+    for name in ("finish_reason", "window"):
+        if obj.get(name) is not None and not isinstance(obj[name], str):
+            return f"{name!r} must be a string, got {obj[name]!r:.40}"
+    return None
+
+
+def json_line(obj: Any, separators: tuple[str, str] = (",", ":")) -> str:
+    """``obj`` as one JSON line that UTF-8 can hold: strings with lone surrogates (``"\\ud800"`` in a model
+    output) are written as escapes, which read back as the same string."""
+    text = json.dumps(obj, ensure_ascii=False, separators=separators)
+    if _SURROGATE.search(text):
+        text = json.dumps(obj, ensure_ascii=True, separators=separators)
+    return text + "\n"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lock_exclusively(fd: int, in_use: str) -> None:
+    """Take an advisory lock on ``fd`` (released by the OS when the process dies); raise ``in_use`` if held."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory lock
@@ -72,10 +119,29 @@ def _lock(fd: int, path: str) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise InvalidInputError(
-            f"the cache {path} is in use by another process (another run with the same output directory?); "
-            "wait for it to finish or use another output directory"
-        ) from None
+        raise InvalidInputError(in_use) from None
+
+
+def _lock(fd: int, path: str) -> None:
+    lock_exclusively(
+        fd,
+        f"the cache {path} is in use by another process (another run with the same output directory?); "
+        "wait for it to finish or use another output directory",
+    )
+
+
+def _cut_torn_tail(fd: int, size: int) -> int:
+    """Truncate the file after its last newline; return the new size."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    return end
 
 
 class CachedBackend(Backend):
@@ -124,21 +190,40 @@ class CachedBackend(Backend):
         self._fd = fd
 
     def _load(self, data: bytes) -> int:
-        """Parse the file; return how many bytes hold complete lines (a torn last line is not counted)."""
+        """Parse the file; return how many bytes hold complete lines (a torn last line is not counted).
+
+        A malformed record is logged with its line number and skipped, so only its window is generated again.
+        """
         end = data.rfind(b"\n") + 1
         lines = data[:end].split(b"\n")[:-1]
+        bad: list[str] = []
         for number, raw in enumerate(lines, start=1):
+            problem: str | None
             try:
                 obj = json.loads(raw)
-            except ValueError:
-                raise InvalidInputError(
-                    f"{self.path}:{number}: the cache is corrupted (not JSON); delete the file to start over"
-                ) from None
+            except (ValueError, RecursionError):
+                obj, problem = None, "not JSON"
+            else:
+                problem = None if number == 1 else _record_problem(obj)
             if number == 1:
+                if problem is not None:
+                    raise InvalidInputError(
+                        f"{self.path}:1: the cache header is corrupted; delete the file to start over"
+                    )
                 self._check_header(obj)
+            elif problem is not None:
+                bad.append(f"line {number}: {problem}")
             else:
                 record = CacheRecord(**obj)
                 self._records[record.key] = record
+        if bad:
+            logger.warning(
+                "%s: skipped %d malformed record(s); their windows will be generated again: %s%s",
+                self.path,
+                len(bad),
+                "; ".join(bad[:5]),
+                " ..." if len(bad) > 5 else "",
+            )
         return end
 
     def _check_header(self, header: Any) -> None:
@@ -152,13 +237,25 @@ class CachedBackend(Backend):
                 "use another cache path (output directory) for another model"
             )
 
-    @staticmethod
-    def _append_line(fd: int, obj: Any) -> None:
-        data = (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-        while data:  # os.write may write less than asked
-            written = os.write(fd, data)
-            data = data[written:]
-        os.fsync(fd)
+    def _append_line(self, fd: int, obj: Any) -> None:
+        data = json_line(obj).encode("utf-8")
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn line a failed truncation left behind
+            size = _cut_torn_tail(fd, size)
+            logger.warning("%s: cut off an incomplete last line before appending", self.path)
+        try:
+            while data:  # os.write may write less than asked
+                written = os.write(fd, data)
+                data = data[written:]
+            os.fsync(fd)
+        except OSError as e:
+            # Cut off what part of the line was written (a full disk), so the next append starts a new line.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise ReasonRankError(
+                f"could not write to the cache {self.path}: {e}. The {len(self._records)} generations stored "
+                "before are intact; free space (or fix the error) and rerun to resume"
+            ) from e
 
     def _store(self, record: CacheRecord) -> None:
         if self._fd is None:
@@ -168,17 +265,22 @@ class CachedBackend(Backend):
 
     # ------------------------------------------------------------------ keys and lookups
 
-    def key(self, prompt: str, sampling: SamplingParams) -> str:
-        """The cache key of a prompt decoded with ``sampling`` by this model."""
-        payload = json.dumps(
-            [self.model_id, prompt, asdict(sampling)], ensure_ascii=False, separators=(",", ":"), sort_keys=True
-        )
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    def key(self, prompt: str, sampling: SamplingParams, context: str | None = None) -> str:
+        """The cache key of a prompt decoded with ``sampling`` by this model (``context``: see :meth:`request_key`)."""
+        parts: list[Any] = [self.model_id, prompt, asdict(sampling)]
+        if context is not None:
+            parts.append(context)
+        payload = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
     def request_key(self, request: GenerationRequest) -> str:
+        """The key of ``request``: model, prompt, sampling and, when the wrapped backend answers from more than the
+        prompt, what else it reads: a backend may define ``cache_context(request) -> str | None`` for that (the
+        ``oracle`` backend returns the window's qrels, so new qrels are never answered from old generations)."""
         # The rendered prompt contains the messages; a request without one is keyed by its messages.
         prompt = request.prompt or json.dumps([dict(m) for m in request.messages], ensure_ascii=False)
-        return self.key(prompt, request.sampling)
+        context = getattr(self.inner, "cache_context", None)
+        return self.key(prompt, request.sampling, context(request) if callable(context) else None)
 
     def get(self, key: str) -> CacheRecord | None:
         return self._records.get(key)

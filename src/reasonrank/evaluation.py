@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -32,17 +33,20 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-from ._errors import InvalidInputError
+from ._errors import InvalidInputError, ReasonRankError
 from ._types import Passage, Ranking, ScoreConvention, WindowTrace
 from .backends import FakeBackend, GenerationRequest, answer
-from .cache import CachedBackend
+from .cache import CachedBackend, json_line, lock_exclusively
 from .io import (
+    _LONE_SURROGATE,
+    FileFormatError,
     TsvQuoting,
+    _check_trec_token,
     _read_run,
     atomic_writer,
     rankings_to_run,
@@ -51,11 +55,12 @@ from .io import (
     read_queries,
     read_rankgpt_json,
 )
-from .metrics import DEFAULT_METRICS, Average, check_metrics, evaluate, percent, trec_order
+from .metrics import DEFAULT_METRICS, Average, _check_qrels, check_metrics, evaluate, percent, trec_order
 from .reranker import Reranker
 from .strategies import Strategy, resolve_strategy
+from .window import check_window_args
 
-__all__ = ["EvalData", "EvalResult", "oracle_backend", "run_eval"]
+__all__ = ["EvalData", "EvalResult", "OutputWriteError", "oracle_backend", "run_eval"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,12 @@ _OUTPUTS = (MANIFEST, CACHE, RUN, METRICS, TRACES, SUMMARY)
 class EvalData:
     """A test collection ready to rerank: query texts, first-stage candidates (in order, with scores), qrels.
 
-    ``skipped_lines`` counts run-file lines a lenient read skipped (reported in the summary).
+    ``skipped_lines`` counts run-file lines a lenient read skipped (reported in the summary). Everything is
+    checked when the object is made, before any model call: every query with candidates has a non-empty
+    text and a qid a TREC run can hold; every candidate is a :class:`Passage` with a docid (unique within
+    its query, no whitespace) and a finite first-stage score; texts are valid Unicode; qrels grades are
+    integers in :data:`reasonrank.metrics.RELEVANCE_RANGE`. A problem raises
+    :class:`~reasonrank.InvalidInputError` naming the query (and the file, from :meth:`from_files`).
     """
 
     queries: dict[str, str]
@@ -92,6 +102,9 @@ class EvalData:
         empty = [q for q, c in self.candidates.items() if not c]
         if empty:
             raise InvalidInputError(f"{len(empty)} queries have no candidates (e.g. {empty[:3]})")
+        for qid, passages in self.candidates.items():
+            _check_query(qid, self.queries[qid], passages)
+        _check_qrels(self.qrels)
 
     @classmethod
     def from_files(
@@ -150,12 +163,20 @@ class EvalData:
                 qid: [replace(docs[d], score=s) for d, s in scores.items()] for qid, scores in first_stage.items()
             }
             texts = {q: texts[q] for q in first_stage}
-        for qid, passages in candidates.items():
+        try:  # every candidate is checked before any is dropped by depth
+            data = cls(texts, candidates, judgments, skipped)
+        except FileFormatError:
+            raise
+        except InvalidInputError as e:
+            if data_json is not None:
+                raise FileFormatError(data_json, 0, str(e)) from None
+            raise InvalidInputError(f"{e} (read from {os.fspath(queries)}, {os.fspath(run)})") from None  # type: ignore[arg-type]
+        for qid, passages in data.candidates.items():
             if candidate_order == "score":
                 by_id = {p.docid: p for p in passages}
                 passages = [by_id[d] for d in trec_order({p.docid or "": p.score or 0.0 for p in passages})]
-            candidates[qid] = passages[:depth]
-        return cls(texts, candidates, judgments, skipped)
+            data.candidates[qid] = passages[:depth]
+        return data
 
     def first_stage_run(self, qids: Iterable[str] | None = None) -> dict[str, dict[str, float]]:
         """The candidates' first-stage scores as a run (for the first-stage row of the metrics)."""
@@ -176,16 +197,76 @@ class EvalData:
         return digest.hexdigest()
 
 
-def oracle_backend(data: EvalData) -> FakeBackend:
-    """A fake model that ranks each window by the qrels (a dry run that shows the pipeline's upper bound)."""
-    qrels_by_query = {data.queries[q]: data.qrels.get(q, {}) for q in data.candidates}
+def _check_query(qid: Any, text: Any, passages: Sequence[Any]) -> None:
+    """One query's text and candidates, as reranking and a TREC run need them (errors name the query)."""
+    try:
+        _check_trec_token(qid, "qid")
+    except (InvalidInputError, TypeError):
+        raise InvalidInputError(
+            f"query id {qid!r} cannot be written to a TREC run: a qid is a non-empty string without whitespace "
+            "that does not start with '#'"
+        ) from None
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError(f"query {qid!r} has an empty query text {text!r:.40}; give every query its text")
+    if _LONE_SURROGATE.search(text):
+        raise InvalidInputError(f"query {qid!r}: its text holds a lone surrogate (not valid Unicode); fix the text")
+    first: dict[str, int] = {}
+    for i, p in enumerate(passages, start=1):
+        where = f"query {qid!r}, candidate {i}"
+        if not isinstance(p, Passage):
+            raise InvalidInputError(f"{where} is a {type(p).__name__}, not a reasonrank Passage")
+        where += f" (docid {p.docid!r})"
+        if not isinstance(p.docid, str) or not p.docid or any(c.isspace() for c in p.docid):
+            raise InvalidInputError(
+                f"{where}: a candidate needs a docid that is a non-empty string without whitespace (a TREC run "
+                "cannot hold others)"
+            )
+        if p.docid in first:
+            raise InvalidInputError(
+                f"{where}: the docid is also candidate {first[p.docid]}; a query lists each document once"
+            )
+        first[p.docid] = i
+        if p.score is None:
+            raise InvalidInputError(f"{where} has no first-stage score (a hit without 'score'); give every hit one")
+        if isinstance(p.score, bool) or not isinstance(p.score, (int, float)) or not math.isfinite(p.score):
+            raise InvalidInputError(f"{where}: its first-stage score {p.score!r} is not a finite number")
+        for field_name, value in (("docid", p.docid), ("text", p.text), ("title", p.title)):
+            if isinstance(value, str) and _LONE_SURROGATE.search(value):
+                raise InvalidInputError(
+                    f"{where}: its {field_name} holds a lone surrogate (not valid Unicode); fix that document"
+                )
+            if field_name == "text" and not isinstance(value, str):
+                raise InvalidInputError(f"{where}: its text must be a str, got {type(value).__name__}")
 
-    def respond(request: GenerationRequest) -> str:
-        grades = qrels_by_query.get(request.query, {})
-        order = sorted(range(len(request.docids)), key=lambda i: -grades.get(request.docids[i], 0))
+
+class _OracleBackend(FakeBackend):
+    """Ranks each window by the qrels; the window's grades are part of its cache key (see ``cache_context``)."""
+
+    def __init__(self, qrels_by_query: dict[str, dict[str, int]]) -> None:
+        self.qrels_by_query = qrels_by_query
+        super().__init__(self._respond)
+
+    def _grades(self, request: GenerationRequest) -> list[int]:
+        grades = self.qrels_by_query.get(request.query, {})
+        return [grades.get(d, 0) for d in request.docids]
+
+    def _respond(self, request: GenerationRequest) -> str:
+        grades = self._grades(request)
+        order = sorted(range(len(grades)), key=lambda i: -grades[i])
         return answer(order, reasoning="oracle: ordered by the qrels")
 
-    return FakeBackend(respond)
+    def cache_context(self, request: GenerationRequest) -> str:
+        """The window's grades: a rerun with other qrels must not replay answers made from the old ones."""
+        return json.dumps(self._grades(request))
+
+
+def oracle_backend(data: EvalData) -> FakeBackend:
+    """A fake model that ranks each window by the qrels (a dry run that shows the pipeline's upper bound).
+
+    Its answers depend on the qrels, so its cache keys do too: rerunning a directory with new qrels
+    generates the windows again instead of replaying the old order.
+    """
+    return _OracleBackend({data.queries[q]: data.qrels.get(q, {}) for q in data.candidates})
 
 
 @dataclass
@@ -229,6 +310,21 @@ def _default_model_id(backend: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}" + (f":{name}" if name else "")
 
 
+def _known_settings(
+    model_id: str, data: EvalData, window: int, step: int, top_k: int | None, strategy: Strategy, strict: bool
+) -> dict:
+    """The settings known before the model is loaded (the CLI checks them against the manifest first)."""
+    return {
+        "model_id": model_id,
+        "strict": strict,
+        "window": window,
+        "step": step,
+        "top_k": top_k,
+        "strategy": repr(strategy),
+        "data": data.fingerprint(),
+    }
+
+
 def _settings(
     reranker: Reranker,
     model_id: str,
@@ -239,34 +335,63 @@ def _settings(
     strategy: Strategy,
 ) -> dict:
     return {
-        "model_id": model_id,
         "template": reranker.template.name,
         "max_passage_tokens": reranker.max_passage_tokens,
         "sampling": asdict(reranker.sampling),
-        "strict": reranker.strict,
-        "window": window,
-        "step": step,
-        "top_k": top_k,
-        "strategy": repr(strategy),
-        "data": data.fingerprint(),
+        **_known_settings(model_id, data, window, step, top_k, strategy, reranker.strict),
     }
 
 
-def _check_manifest(directory: Path, settings: dict, overwrite: bool) -> None:
+def _read_manifest(path: Path) -> dict | None:
+    """The settings in ``path``, None if there is no manifest; anything else there is an error."""
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("settings"), dict):
+        raise InvalidInputError(
+            f"{path} is not a reasonrank manifest; use another output directory (or remove that file)"
+        )
+    return document["settings"]
+
+
+def _holds_results(directory: Path) -> bool:
+    """Whether an earlier run left anything worth keeping: a cached generation or a final file."""
+    if any((directory / name).exists() for name in (RUN, METRICS, TRACES, SUMMARY)):
+        return True
+    try:
+        with open(directory / CACHE, "rb") as f:
+            return f.read().count(b"\n") > 1  # more than the header
+    except FileNotFoundError:
+        return False
+
+
+def _check_manifest(directory: Path, settings: dict, overwrite: bool, *, partial: bool = False) -> None:
+    """Refuse settings that differ from the manifest's, then write the manifest (not with ``partial``).
+
+    ``partial`` compares only the keys ``settings`` has and writes nothing (the check before loading a model).
+    A manifest of a run that produced nothing (it failed before its first generation) is replaced.
+    """
     path = directory / MANIFEST
-    if path.exists() and not overwrite:
-        try:
-            previous = json.loads(path.read_text(encoding="utf-8"))["settings"]
-        except (ValueError, KeyError):
-            raise InvalidInputError(f"{path} is not a reasonrank manifest; use another output directory") from None
+    previous = None if overwrite else _read_manifest(path)
+    if previous is not None:
         normalized = json.loads(json.dumps(settings))
-        changed = [k for k in sorted(set(previous) | set(normalized)) if previous.get(k) != normalized.get(k)]
-        if changed:
+        keys = sorted(normalized) if partial else sorted(set(previous) | set(normalized))
+        changed = [k for k in keys if previous.get(k) != normalized.get(k)]
+        if not changed:
+            return
+        if _holds_results(directory):
             details = "; ".join(f"{k}: {_short(previous.get(k))} -> {_short(normalized.get(k))}" for k in changed)
             raise InvalidInputError(
                 f"{directory} holds a run with other settings ({details}). Its cached windows would not "
                 "match: use a new output directory, or overwrite=True (--overwrite) to discard that run"
             )
+        if not partial:
+            logger.info("%s: replacing the manifest of a run that generated nothing", directory)
+            (directory / CACHE).unlink(missing_ok=True)  # at most a header, perhaps naming another model
+    if partial:
         return
     if overwrite:
         for name in _OUTPUTS:
@@ -274,6 +399,64 @@ def _check_manifest(directory: Path, settings: dict, overwrite: bool) -> None:
     with atomic_writer(path) as f:
         json.dump({"format": "reasonrank-eval", "version": 1, "settings": settings}, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def _output_directory(output_dir: PathLike) -> Path:
+    directory = Path(output_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InvalidInputError(f"output_dir {os.fspath(directory)!r} is a file; give a directory path") from None
+    except OSError as e:
+        raise InvalidInputError(f"cannot create the output directory {os.fspath(directory)!r}: {e}") from None
+    return directory
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """Hold an advisory lock on the output directory: one run (and one ``--overwrite``) at a time."""
+    if os.name == "nt":  # pragma: no cover - no advisory locks on directories
+        yield
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError as e:
+        raise InvalidInputError(f"cannot open the output directory {os.fspath(directory)!r}: {e}") from None
+    lock_exclusively(
+        fd,
+        f"{directory} is in use by another run (reasonrank eval with the same output directory); wait for it to "
+        "finish or use another output directory",
+    )
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_files(directory: Path) -> None:
+    """Remove temporary files of output writes that a killed run (``kill -9``) never finished or removed."""
+    stale = [p for name in _OUTPUTS for p in directory.glob(f".{name}.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if stale:
+        logger.info("%s: removed %d temporary file(s) left by an interrupted run", directory, len(stale))
+
+
+class OutputWriteError(ReasonRankError, OSError):
+    """A final output file of :func:`run_eval` could not be written (e.g. the disk is full); the cache is intact."""
+
+
+@contextlib.contextmanager
+def _output_file(path: Path) -> Iterator[IO[str]]:
+    try:
+        with atomic_writer(path) as f:
+            yield f
+    except OSError as e:
+        raise OutputWriteError(
+            f"could not write {path}: {e.strerror or e}. The generation cache {path.parent / CACHE} is intact: "
+            "free space (or fix the cause) and rerun the same command to write the outputs without calling the "
+            "model again"
+        ) from e
 
 
 def _short(value: Any) -> str:
@@ -327,25 +510,132 @@ def run_eval(
     """
     if not isinstance(reranker, Reranker):
         raise InvalidInputError(f"reranker must be a Reranker, got {type(reranker).__name__}")
+    model_id = model_id or _default_model_id(reranker.backend)
+    directory, plan_strategy, metric_names, qids = _check_eval_args(
+        data,
+        output_dir,
+        window=window,
+        step=step,
+        top_k=top_k,
+        strategy=strategy,
+        window_mode=window_mode,
+        metrics=metrics,
+        scores=scores,
+        average=average,
+        limit=limit,
+        query_batch_size=query_batch_size,
+        tag=tag,
+        model_id=model_id,
+        strict=reranker.strict,
+        overwrite=overwrite,
+    )
+    with _directory_lock(directory):  # before anything in the directory is deleted or written
+        _remove_stale_files(directory)
+        _check_manifest(directory, _settings(reranker, model_id, data, window, step, top_k, plan_strategy), overwrite)
+        return _rerank_and_report(
+            reranker,
+            data,
+            directory,
+            qids,
+            plan_strategy,
+            metric_names,
+            window=window,
+            step=step,
+            top_k=top_k,
+            scores=scores,
+            average=average,
+            limit=limit,
+            model_id=model_id,
+            progress=progress,
+            query_batch_size=query_batch_size,
+            tag=tag,
+            extra_summary=extra_summary,
+        )
+
+
+def _check_eval_args(
+    data: EvalData,
+    output_dir: PathLike,
+    *,
+    window: int,
+    step: int,
+    top_k: int | None,
+    strategy: str | Strategy,
+    window_mode: str,
+    metrics: str | Sequence[str],
+    scores: ScoreConvention,
+    average: Average,
+    limit: int | None,
+    query_batch_size: int,
+    tag: str,
+    model_id: str,
+    strict: bool,
+    overwrite: bool,
+) -> tuple[Path, Strategy, list[str], list[str]]:
+    """Everything :func:`run_eval` can check before a model runs (or, from the CLI, is loaded).
+
+    Arguments and data; then the output directory: made if missing, not in use by another run, and its
+    manifest's settings, as far as they are known without the model. Nothing in the directory is written.
+    Returns the directory, the strategy, the metric names and the qids to rerank.
+    """
+    if not isinstance(data, EvalData):
+        raise InvalidInputError(f"data must be an EvalData, got {type(data).__name__}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidInputError(f"limit must be an int >= 1 or None, got {limit!r}")
     if isinstance(query_batch_size, bool) or not isinstance(query_batch_size, int) or query_batch_size < 1:
         raise InvalidInputError(f"query_batch_size must be an int >= 1, got {query_batch_size!r}")
     metric_names = [metrics] if isinstance(metrics, str) else list(metrics)
     check_metrics(metric_names)  # a bad name fails before any model call
+    if scores not in ("rank", "positional"):
+        raise InvalidInputError(f"scores must be 'rank' or 'positional', got {scores!r}")
+    if average not in ("both", "qrels"):
+        raise InvalidInputError(f"average must be 'both' (trec_eval's default) or 'qrels', got {average!r}")
+    if not isinstance(tag, str):
+        raise InvalidInputError(f"tag must be a str, got {type(tag).__name__}")
+    _check_trec_token(tag, "tag")
+    if not isinstance(model_id, str) or not model_id:
+        raise InvalidInputError(f"model_id must be a non-empty string naming the model, got {model_id!r}")
+    plan_strategy = resolve_strategy(strategy, window_mode)
+    check_window_args(window, step)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InvalidInputError(f"top_k must be an int >= 1 (or None for all passages), got {top_k!r}")
     qids = list(data.candidates)[:limit]
-    judged = [q for q in qids if q in data.qrels]
+    for num in sorted({len(data.candidates[q]) for q in qids}):  # the strategy's own checks (e.g. tdpart's cutoff)
+        plan_strategy.plan(num, window=window, step=step, top_k=top_k)
+    judged = [q for q in qids if data.qrels.get(q)]
     if not judged and average == "both":
         raise InvalidInputError(
             f"none of the {len(qids)} queries has judgments in the qrels (query ids e.g. {qids[:3]}, qrels ids "
             f"e.g. {list(data.qrels)[:3]}); check that they use the same ids"
         )
-    model_id = model_id or _default_model_id(reranker.backend)
-    directory = Path(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    plan_strategy = resolve_strategy(strategy, window_mode)
-    _check_manifest(directory, _settings(reranker, model_id, data, window, step, top_k, plan_strategy), overwrite)
+    directory = _output_directory(output_dir)
+    with _directory_lock(directory):
+        known = _known_settings(model_id, data, window, step, top_k, plan_strategy, strict)
+        _check_manifest(directory, known, overwrite, partial=True)
+    return directory, plan_strategy, metric_names, qids
 
+
+def _rerank_and_report(
+    reranker: Reranker,
+    data: EvalData,
+    directory: Path,
+    qids: list[str],
+    plan_strategy: Strategy,
+    metric_names: list[str],
+    *,
+    window: int,
+    step: int,
+    top_k: int | None,
+    scores: ScoreConvention,
+    average: Average,
+    limit: int | None,
+    model_id: str,
+    progress: bool,
+    query_batch_size: int,
+    tag: str,
+    extra_summary: Mapping[str, Any] | None,
+) -> EvalResult:
+    """Rerank through the cache, evaluate and write the final files (the caller holds the directory lock)."""
     started = time.perf_counter()
     cache = CachedBackend(reranker.backend, directory / CACHE, model_id=model_id)
     session = copy.copy(reranker)
@@ -389,13 +679,13 @@ def run_eval(
     runs = {"first_stage": data.first_stage_run(qids), "reranked": run}
     per_query = {name: _evaluate(r, qrels, metric_names, average, per_query=True) for name, r in runs.items()}
     means = {name: _evaluate(r, qrels, metric_names, average) for name, r in runs.items()}
-    with atomic_writer(directory / RUN) as f:
+    with _output_file(directory / RUN) as f:
         for ranking in rankings:
             f.writelines(line + "\n" for line in ranking.to_trec(tag=tag, scores=scores))
-    with atomic_writer(directory / TRACES) as f:
+    with _output_file(directory / TRACES) as f:
         for ranking in rankings:
             for trace in ranking.windows:
-                f.write(json.dumps(_trace_row(ranking, trace), ensure_ascii=False) + "\n")
+                f.write(json_line(_trace_row(ranking, trace), separators=(", ", ": ")))
     metrics_doc = {
         "average": average,
         "queries_evaluated": len(per_query["reranked"]),
@@ -404,7 +694,7 @@ def run_eval(
         "reranked": means["reranked"],
         "per_query": per_query,
     }
-    with atomic_writer(directory / METRICS) as f:
+    with _output_file(directory / METRICS) as f:
         json.dump(metrics_doc, f, indent=2)
         f.write("\n")
 
@@ -428,7 +718,7 @@ def run_eval(
         "skipped_run_lines": data.skipped_lines,
         **(extra_summary or {}),
     }
-    with atomic_writer(directory / SUMMARY) as f:
+    with _output_file(directory / SUMMARY) as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
     return EvalResult(directory, rankings, run, means["reranked"], means["first_stage"], per_query, summary)

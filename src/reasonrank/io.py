@@ -12,6 +12,11 @@ atomically (a crash never leaves a half-written file).
 >>> write_run({"q1": {"d1": 1.5, "d2": 2.0}}, path, tag="bm25")
 >>> read_run(path)
 {'q1': {'d2': 2.0, 'd1': 1.5}}
+
+Readers skip a UTF-8 byte order mark (as Windows editors and Excel write), and JSON readers reject strings
+holding a lone surrogate (an escape like ``"\\ud800"`` that is not valid Unicode) with the file and line.
+Writers refuse what the readers would reject or drop (non-finite scores, ``#``-prefixed qids, empty or
+whitespace-holding ids and tags), so every file they write reads back as the data it was written from.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -31,7 +37,7 @@ from typing import IO, Any, Literal
 
 from ._errors import InvalidInputError, PassageTypeError
 from ._types import Passage, Ranking, ScoreConvention, as_passage
-from .metrics import trec_order
+from .metrics import _check_qrels, _check_run, _relevance_problem, trec_order
 
 __all__ = [
     "FileFormatError",
@@ -65,12 +71,15 @@ class FileFormatError(InvalidInputError):
 
 
 def open_text(path: PathLike) -> IO[str]:
-    """Open a UTF-8 text file for reading, gunzipping it when it starts with the gzip magic bytes."""
+    """Open a UTF-8 text file for reading, gunzipping it when it starts with the gzip magic bytes.
+
+    A leading byte order mark (``\\ufeff``, as Windows editors and Excel exports write) is skipped.
+    """
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     if gzipped:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
 
 
 def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
@@ -190,10 +199,43 @@ def _format_score(score: float, decimals: int | None) -> str:
     return repr(float(score)) if decimals is None else f"{score:.{decimals}f}"
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_trec_token(value: str, what: str) -> str:
+    """A qid, docid or tag as a TREC line can hold it: non-empty, no whitespace, valid Unicode.
+
+    A qid must also not start with ``#`` (readers take such a line for a comment and drop it).
+    """
     if not value or any(c.isspace() for c in value):
         raise InvalidInputError(f"{what} {value!r} is empty or contains whitespace and cannot be written as TREC")
+    if _LONE_SURROGATE.search(value):
+        raise InvalidInputError(f"{what} {value!r} holds a lone surrogate (not valid Unicode) and cannot be written")
+    if what == "qid" and value.startswith("#"):
+        raise InvalidInputError(
+            f"qid {value!r} starts with '#': TREC readers (trec_eval, read_run, read_qrels) take such a line for "
+            "a comment and drop it; rename the query"
+        )
     return value
+
+
+def _check_decimals(decimals: int | None) -> None:
+    if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0):
+        raise InvalidInputError(f"decimals must be an int >= 0 or None (full precision), got {decimals!r}")
+
+
+def _check_rounding(qid: str, docs: Mapping[str, float], decimals: int) -> None:
+    """Refuse scores that, rounded to ``decimals``, would make trec_eval rank the query differently."""
+    rounded = {d: float(f"{s:.{decimals}f}") for d, s in docs.items()}
+    exact, written = trec_order(docs), trec_order(rounded)
+    if exact != written:
+        i = next(i for i, (a, b) in enumerate(zip(exact, written)) if a != b)
+        a, b = exact[i], written[i]
+        raise InvalidInputError(
+            f"query {qid!r}: with {decimals} decimals the scores of {a!r} ({docs[a]!r} -> {rounded[a]!r}) and "
+            f"{b!r} ({docs[b]!r} -> {rounded[b]!r}) would make trec_eval rank {b!r} at {i + 1} instead of {a!r}, "
+            "so the file would not evaluate as the run does; use decimals=None (full precision) or more decimals"
+        )
 
 
 def write_run(
@@ -202,22 +244,29 @@ def write_run(
     *,
     tag: str = "reasonrank",
     sort: bool = True,
-    decimals: int | None = 6,
+    decimals: int | None = None,
 ) -> None:
     """Write ``{qid: {docid: score}}`` as a TREC run (``qid Q0 docid rank score tag``).
 
     ``sort=True`` writes each query's documents in trec_eval's order (so the rank column agrees with what
     trec_eval evaluates); ``sort=False`` keeps the mapping's order (e.g. a reranked order with positional
-    scores, as the official writer does). Scores get ``decimals`` decimals (6, as pyserini's writer), or
-    full precision with ``None``.
+    scores, as the official writer does). Scores are written at full precision (``repr``), so
+    :func:`read_run` gives back exactly ``run``; ``decimals=6`` writes 6 decimals as pyserini's writer does,
+    and raises :class:`~reasonrank.InvalidInputError` if the rounding would change the order trec_eval
+    evaluates a query in. Qids and docids may be str or int. Raises ``InvalidInputError`` for scores that are
+    not finite numbers, empty or whitespace-holding ids and tags, and qids starting with ``#``.
     """
     _check_trec_token(tag, "tag")
+    _check_decimals(decimals)
+    checked = _check_run(run)
     with atomic_writer(path) as f:
-        for qid, docs in run.items():
-            _check_trec_token(str(qid), "qid")
+        for qid, docs in checked.items():
+            _check_trec_token(qid, "qid")
+            if decimals is not None:
+                _check_rounding(qid, docs, decimals)
             order = trec_order(docs) if sort else list(docs)
             for rank, docid in enumerate(order, start=1):
-                _check_trec_token(str(docid), "docid")
+                _check_trec_token(docid, "docid")
                 f.write(f"{qid} Q0 {docid} {rank} {_format_score(docs[docid], decimals)} {tag}\n")
 
 
@@ -249,7 +298,7 @@ def read_qrels(path: PathLike, *, lenient: bool = False) -> dict[str, dict[str, 
 
     Strict by default: 4 fields per line, integer relevance, no duplicate ``(qid, docid)``. ``lenient=True``
     follows the official loader: 3-field lines ``qid docid relevance`` are accepted and a repeated pair keeps
-    its last value (logged).
+    its last value (logged). Grades outside :data:`reasonrank.metrics.RELEVANCE_RANGE` are an error.
     """
     if _looks_like_json(path):
         return _read_json_qrels(path)
@@ -275,6 +324,9 @@ def read_qrels(path: PathLike, *, lenient: bool = False) -> dict[str, dict[str, 
             rel = int(rel_text)
         except ValueError:
             raise FileFormatError(path, number, f"relevance {rel_text!r} is not an integer") from None
+        problem = _relevance_problem(rel)
+        if problem:
+            raise FileFormatError(path, number, problem)
         if (qid, docid) in seen:
             if not lenient:
                 raise FileFormatError(
@@ -308,20 +360,30 @@ def _read_json_qrels(path: PathLike) -> dict[str, dict[str, int]]:
             if isinstance(rel, bool) or not isinstance(rel, (int, str)):
                 raise FileFormatError(path, 0, f"relevance of {qid!r}/{docid!r} must be an integer, got {rel!r}")
             try:
-                qrels.setdefault(str(qid), {})[str(docid)] = int(rel)
+                value = int(rel)
             except ValueError:
                 raise FileFormatError(path, 0, f"relevance of {qid!r}/{docid!r} is not an integer: {rel!r}") from None
+            problem = _relevance_problem(value)
+            if problem:
+                raise FileFormatError(path, 0, f"query {qid!r}, docid {docid!r}: {problem}")
+            qrels.setdefault(str(qid), {})[str(docid)] = value
     return qrels
 
 
 def write_qrels(qrels: Mapping[str, Mapping[str, int]], path: PathLike) -> None:
-    """Write ``{qid: {docid: relevance}}`` as TREC qrels (``qid 0 docid relevance``)."""
+    """Write ``{qid: {docid: relevance}}`` as TREC qrels (``qid 0 docid relevance``).
+
+    Qids and docids may be str or int; a relevance must be an integer (``2.0`` is taken as 2, ``1.7`` is an
+    error) within :data:`reasonrank.metrics.RELEVANCE_RANGE`. Raises ``InvalidInputError`` as
+    :func:`write_run` does for ids that a reader would reject or drop.
+    """
+    checked = _check_qrels(qrels)
     with atomic_writer(path) as f:
-        for qid, docs in qrels.items():
-            _check_trec_token(str(qid), "qid")
+        for qid, docs in checked.items():
+            _check_trec_token(qid, "qid")
             for docid, rel in docs.items():
-                _check_trec_token(str(docid), "docid")
-                f.write(f"{qid} 0 {docid} {int(rel)}\n")
+                _check_trec_token(docid, "docid")
+                f.write(f"{qid} 0 {docid} {rel}\n")
 
 
 # ------------------------------------------------------------------------------------ queries and corpora
@@ -330,9 +392,60 @@ def write_qrels(qrels: Mapping[str, Mapping[str, int]], path: PathLike) -> None:
 def _load_json(path: PathLike) -> Any:
     try:
         with open_text(path) as f:
-            return json.load(f)
+            text = f.read()
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise FileFormatError(path, e.lineno, f"invalid JSON: {e.msg} (column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise FileFormatError(path, 0, f"not valid UTF-8 ({e.reason})") from None
+    except (ValueError, RecursionError) as e:
+        raise FileFormatError(path, 0, _unreadable_json(e)) from None
+    _check_unicode(path, 0, text, data)
+    return data
+
+
+def _unreadable_json(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "JSON nested too deeply to read (arrays or objects inside each other about 1000 levels deep)"
+    return f"JSON that cannot be read: {error}"  # e.g. an integer with more than 4300 digits
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate_at(value: Any) -> str | None:
+    """Where in a decoded JSON value a string holds a lone surrogate (e.g. ``[0]['hits'][3]['content']``)."""
+    if isinstance(value, str):
+        return "the top level" if _LONE_SURROGATE.search(value) else None
+    if not isinstance(value, (dict, list)):
+        return None
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:  # iterative: decoded JSON may be nested up to the recursion limit
+        where, container = stack.pop()
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for k, v in items:
+            if isinstance(k, str) and _LONE_SURROGATE.search(k):
+                return f"{where} (in a key)"
+            if isinstance(v, str):
+                if _LONE_SURROGATE.search(v):
+                    return f"{where}[{k!r}]"
+            elif isinstance(v, (dict, list)):
+                stack.append((f"{where}[{k!r}]", v))
+    return None
+
+
+def _check_unicode(path: PathLike, line: int, raw: str, value: Any) -> None:
+    """JSON's ``\\ud800`` escapes can decode to lone surrogates, which no UTF-8 file, tokenizer or hash can take."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return
+    where = _lone_surrogate_at(value)
+    if where is not None:
+        raise FileFormatError(
+            path,
+            line,
+            f"the string at {where} holds a lone surrogate (an unpaired \\ud800-\\udfff escape, not "
+            "valid Unicode); fix or remove that escape",
+        )
 
 
 def _is_jsonl(path: PathLike) -> bool:
@@ -355,6 +468,9 @@ def _jsonl_records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise FileFormatError(path, number, f"invalid JSON: {e.msg} (column {e.colno})") from None
+        except (ValueError, RecursionError) as e:
+            raise FileFormatError(path, number, _unreadable_json(e)) from None
+        _check_unicode(path, number, line, record)
         if not isinstance(record, dict):
             raise FileFormatError(path, number, f"each JSONL line must be an object, got {type(record).__name__}")
         yield number, record
@@ -493,7 +609,8 @@ def read_rankgpt_json(path: PathLike) -> list[tuple[str, str, list[Passage]]]:
     """Read a RankGPT-style ``data.json``: ``[{"query": ..., "hits": [{"content", "qid", "docid", "score"}]}]``.
 
     Returns ``[(qid, query, passages)]`` with the hits in file order (the first-stage order) and their
-    scores; the qid is the hits' ``qid`` (the item's position when the hits carry none).
+    scores; the qid is the hits' ``qid`` (the item's position when the hits carry none). A docid listed twice
+    in one item's hits and a score that is not a finite number (JSON's ``NaN``) are errors.
     """
     data = _load_json(path)
     if not isinstance(data, list):
@@ -511,7 +628,8 @@ def read_rankgpt_json(path: PathLike) -> list[tuple[str, str, list[Passage]]]:
         if qid in seen:
             raise FileFormatError(path, 0, f"{where}: qid {qid!r} appears twice")
         seen.add(qid)
-        passages = []
+        passages: list[Passage] = []
+        first_hit: dict[str, int] = {}
         for j, hit in enumerate(item["hits"]):
             if not isinstance(hit, dict):
                 raise FileFormatError(path, 0, f"{where}, hit {j} must be an object")
@@ -520,7 +638,20 @@ def read_rankgpt_json(path: PathLike) -> list[tuple[str, str, list[Passage]]]:
                 passages.append(as_passage(fields, j))
             except (InvalidInputError, PassageTypeError) as e:
                 raise FileFormatError(path, 0, f"{where}: {e}") from None
-            if passages[-1].docid is None:
+            docid, score = passages[-1].docid, passages[-1].score
+            if docid is None:
                 raise FileFormatError(path, 0, f"{where}, hit {j} has no docid")
+            if docid in first_hit:
+                raise FileFormatError(
+                    path,
+                    0,
+                    f"{where} (qid {qid!r}): docid {docid!r} is hit {first_hit[docid]} and hit {j}; "
+                    "a query lists each document once, remove one of them",
+                )
+            first_hit[docid] = j
+            if score is not None and not math.isfinite(score):
+                raise FileFormatError(
+                    path, 0, f"{where} (qid {qid!r}), hit {j} (docid {docid!r}): score {score} is not a finite number"
+                )
         items.append((qid, item["query"], passages))
     return items

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import struct
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -45,7 +46,17 @@ from typing import Any, Literal, overload
 
 from ._errors import InvalidInputError, UnknownNameError
 
-__all__ = ["DEFAULT_METRICS", "Qrels", "Run", "check_metrics", "evaluate", "percent", "rbo", "trec_order"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "RELEVANCE_RANGE",
+    "Qrels",
+    "Run",
+    "check_metrics",
+    "evaluate",
+    "percent",
+    "rbo",
+    "trec_order",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +89,14 @@ _CUTOFF_MEASURES = frozenset(
 )
 _NON_NUMERIC = frozenset({"runid", "relstring"})
 _FRIENDLY_FORMS = "nDCG@k, nDCG, R@k, P@k, MAP, MAP@k, RR, RR@k (MRR@k), Success@k, R-Prec, Bpref"
-_RAW = re.compile(r"(?P<base>[A-Za-z0-9_]+?)(?:[._](?P<param>\d+(?:\.\d+)?))?")
+_RAW = re.compile(r"(?P<base>[A-Za-z0-9_]+?)(?:[._](?P<param>[0-9]+(?:\.[0-9]+)?))?")
+#: the largest cutoff a metric takes (trec_eval keeps cutoffs as C ints; no ranking is longer than this)
+_MAX_CUTOFF = 10**9
+
+#: the relevance grades qrels may hold, inclusive (real collections use 0..4, some -2..-1 for spam). trec_eval's
+#: time and memory grow with the largest grade (32767 costs 0.6 s per query, 2**31 - 1 takes 17 GB) and grades
+#: beyond a C int wrap around, so grades outside this range are refused.
+RELEVANCE_RANGE: tuple[int, int] = (-1000, 1000)
 
 
 @dataclass(frozen=True)
@@ -108,12 +126,14 @@ def _parse_metric(name: Any) -> _Measure:
     if "@" in text:
         family, _, cutoff = text.partition("@")
         key = family.strip().lower()
-        if key not in _FRIENDLY or not cutoff.isdigit() or int(cutoff) < 1:
-            raise UnknownNameError("metric", name, _FRIENDLY_FORMS.split(", "), hint="k is a positive integer")
+        if key not in _FRIENDLY or not _is_cutoff(cutoff.strip()):
+            raise UnknownNameError(
+                "metric", name, _FRIENDLY_FORMS.split(", "), hint=f"k is an integer from 1 to {_MAX_CUTOFF}"
+            )
         with_cut = _FRIENDLY[key][1]
         if with_cut is None:
             raise UnknownNameError("metric", name, _FRIENDLY_FORMS.split(", "), hint=f"{family} takes no cutoff")
-        k = int(cutoff)
+        k = int(cutoff.strip())
         if with_cut == "recip_rank":  # pytrec_eval has no cut for RR: evaluate on the run cut to its top k
             return _Measure(name, "recip_rank", None, truncate=k)
         return _Measure(name, with_cut, str(k))
@@ -131,13 +151,32 @@ def _parse_metric(name: Any) -> _Measure:
             raise InvalidInputError(f"metric {name!r} needs a cutoff, e.g. {base}_10 (or {_FRIENDLY_FORMS})")
         if param is not None and base not in _CUTOFF_MEASURES:
             raise InvalidInputError(f"metric {name!r}: trec_eval's {base} takes no cutoff")
-        return _Measure(name, base, param)
+        return _Measure(name, base, None if param is None else _canonical_param(name, base, param))
     raise UnknownNameError(
         "metric",
         name,
         _FRIENDLY_FORMS.split(", "),
         hint=f"trec_eval names work too: {', '.join(sorted(supported))}",
     )
+
+
+_LEVEL_MEASURES = frozenset({"iprec_at_recall", "Rprec_mult"})  # parameters with 2 decimals, e.g. _0.20
+
+
+def _canonical_param(name: str, base: str, param: str) -> str:
+    """The parameter as pytrec_eval names its result (``P_05`` -> ``5``, ``iprec_at_recall_0.1`` -> ``0.10``)."""
+    if base in _LEVEL_MEASURES:
+        text = f"{float(param):.2f}"
+        if float(text) != float(param) or float(param) > _MAX_CUTOFF:
+            raise InvalidInputError(f"metric {name!r}: trec_eval's {base} takes at most 2 decimals, e.g. {base}_0.20")
+        return text
+    if not _is_cutoff(param):
+        raise InvalidInputError(f"metric {name!r}: the cutoff must be an integer from 1 to {_MAX_CUTOFF}")
+    return str(int(param))
+
+
+def _is_cutoff(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= _MAX_CUTOFF
 
 
 def check_metrics(metrics: str | Iterable[str]) -> list[str]:
@@ -190,11 +229,28 @@ def _check_run(run: Any) -> dict[str, dict[str, float]]:
             raise InvalidInputError(f"run[{qid!r}] must be a mapping {{docid: score}}, got {type(docs).__name__}")
         scores: dict[str, float] = {}
         for docid, score in docs.items():
-            if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            if isinstance(score, bool) or not isinstance(score, numbers.Real) or not math.isfinite(score):
                 raise InvalidInputError(f"run[{qid!r}][{docid!r}] must be a finite number, got {score!r}")
-            scores[_as_key(docid, f"a docid of run query {qid!r}")] = float(score)
-        out[q] = scores
+            _add(scores, _as_key(docid, f"a docid of run query {qid!r}"), float(score), f"run query {qid!r}")
+        _add(out, q, scores, "the run")
     return out
+
+
+def _add(mapping: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Store ``value`` unless ``key`` is taken already (an int id and its string, e.g. 1 and "1", collide)."""
+    if key in mapping:
+        raise InvalidInputError(f"{where} has the id {key!r} twice (as an int and a str?); ids must be unique")
+    mapping[key] = value
+
+
+def _relevance_problem(rel: int) -> str | None:
+    low, high = RELEVANCE_RANGE
+    if low <= rel <= high:
+        return None
+    return (
+        f"relevance {rel} is outside the supported range {low}..{high} (trec_eval's time and memory grow with the "
+        "largest grade); use small integer grades such as 0 (not relevant) to 3 (highly relevant)"
+    )
 
 
 def _check_qrels(qrels: Any) -> dict[str, dict[str, int]]:
@@ -209,10 +265,13 @@ def _check_qrels(qrels: Any) -> dict[str, dict[str, int]]:
         for docid, rel in docs.items():
             if isinstance(rel, float) and rel.is_integer():
                 rel = int(rel)
-            if isinstance(rel, bool) or not isinstance(rel, int):
+            if isinstance(rel, bool) or not isinstance(rel, numbers.Integral):
                 raise InvalidInputError(f"qrels[{qid!r}][{docid!r}] must be an integer relevance, got {rel!r}")
-            rels[_as_key(docid, f"a docid of qrels query {qid!r}")] = rel
-        out[q] = rels
+            problem = _relevance_problem(int(rel))
+            if problem:
+                raise InvalidInputError(f"qrels[{qid!r}][{docid!r}]: {problem}")
+            _add(rels, _as_key(docid, f"a docid of qrels query {qid!r}"), int(rel), f"qrels query {qid!r}")
+        _add(out, q, rels, "the qrels")
     return out
 
 
@@ -261,6 +320,7 @@ def evaluate(
 
     Result keys are the metric names as given. ``relevance_level`` is the lowest grade that counts as
     relevant for binary metrics (R, P, MAP, RR); nDCG always uses the graded relevance values as gains.
+    Grades must lie in :data:`RELEVANCE_RANGE`; a query whose qrels are empty counts as unjudged.
     ``per_query`` lists the queries the mean is taken over (see the module docstring for ``average``).
     Qids and docids may be str or int (ints become strings).
     """
@@ -269,10 +329,13 @@ def evaluate(
         raise InvalidInputError(
             f"average must be 'both' (trec_eval's default) or 'qrels' (trec_eval -c), not {average!r}"
         )
-    if isinstance(relevance_level, bool) or not isinstance(relevance_level, int):
-        raise InvalidInputError(f"relevance_level must be an int, got {relevance_level!r}")
+    if isinstance(relevance_level, bool) or not isinstance(relevance_level, int) or _relevance_problem(relevance_level):
+        low, high = RELEVANCE_RANGE
+        raise InvalidInputError(f"relevance_level must be an int from {low} to {high}, got {relevance_level!r}")
     measures = [_parse_metric(n) for n in names]
     checked_run, checked_qrels = _check_run(run), _check_qrels(qrels)
+    # A query with no judgments at all (``{"q2": {}}``) is an unjudged query, as in a TREC qrels file.
+    checked_qrels = {q: rels for q, rels in checked_qrels.items() if rels}
 
     unjudged = [q for q in checked_run if q not in checked_qrels]
     if unjudged:
@@ -359,8 +422,10 @@ def rbo(
     """Rank-biased overlap of two rankings (Webber et al. 2010), evaluated to depth ``k = min(len(a), len(b), depth)``.
 
     ``p < 1`` gives the truncated sum ``(1 - p) * sum_{d=1..k} p**(d-1) * A_d`` (``A_d``: overlap of the two
-    top-``d`` prefixes divided by ``d``), plus ``A_k * p**k`` with ``extrapolate=True`` (the extrapolated
-    RBO for lists of equal length). ``p = 1`` gives the *average overlap* ``mean(A_1 .. A_k)``: that is
+    top-``d`` prefixes divided by ``d``). ``extrapolate=True`` gives the extrapolated RBO instead: for lists
+    of equal length (after cutting both to ``depth``) that sum plus ``A_k * p**k`` (Webber et al. eq. 30), for
+    lists of unequal length eq. 32, which assumes the shorter list's unseen items agree as its seen ones
+    did. ``p = 1`` gives the *average overlap* ``mean(A_1 .. A_k)``: that is
     what the official ReasonRank RL reward computes (``rbo`` package 0.1.3, ``RankingSimilarity(a, b).rbo()``
     with its default ``p=1.0``; model-reference §3.3), reproduced here value for value. Two empty lists give
     1.0, one empty list 0.0. Items must be hashable and unique within each list.
@@ -369,6 +434,8 @@ def rbo(
     0.8
     >>> round(rbo(list("abcdefg"), list("zcavwxy"), p=0.9), 6)
     0.151561
+    >>> round(rbo(list("NHMACFL"), list("CGNA"), p=0.9, extrapolate=True), 6)  # Webber et al. eq. 32
+    0.490384
     """
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
         raise InvalidInputError(f"p must be in (0, 1], got {p!r}")
@@ -377,12 +444,21 @@ def rbo(
     for name, items in (("a", a), ("b", b)):
         if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
             raise InvalidInputError(f"{name} must be a list of items, got {type(items).__name__}")
-        if len(set(items)) != len(items):
+        try:
+            unique = len(set(items)) == len(items)
+        except TypeError:
+            raise InvalidInputError(f"the items of {name} must be hashable (e.g. docid strings)") from None
+        if not unique:
             raise InvalidInputError(f"{name} contains duplicate items; a ranking lists each item once")
     if not a and not b:
         return 1.0
     if not a or not b:
         return 0.0
+    if extrapolate and p < 1:
+        a, b = a[:depth], b[:depth]
+        if len(a) != len(b):
+            long, short = (a, b) if len(a) > len(b) else (b, a)
+            return _bound(_rbo_ext_unequal(long, short, p))
     k = min(len(a), len(b), depth if depth is not None else len(a))
     # The recurrences follow rbo 0.1.3 step by step, so that p = 1 matches the official reward to the last bit.
     seen_a, seen_b = {a[0]}, {b[0]}
@@ -398,3 +474,31 @@ def rbo(
     if extrapolate and p < 1:
         return _bound(score + agreement * p**k)
     return _bound(score)
+
+
+def _rbo_ext_unequal(long: Sequence[Hashable], short: Sequence[Hashable], p: float) -> float:
+    """Extrapolated RBO of lists of unequal length, Webber et al. (2010) eq. 32.
+
+    ``(1-p)/p * (sum_{d=1..l} X_d/d p^d + sum_{d=s+1..l} X_s (d-s)/(s d) p^d) + ((X_l - X_s)/l + X_s/s) p^l``
+    with ``l``, ``s`` the two lengths and ``X_d`` the overlap of the top ``d`` of the long list with the
+    top ``min(d, s)`` of the short one.
+    """
+    l, s = len(long), len(short)  # noqa: E741 - the paper's names
+    short_items = set(short)
+    seen_long: set[Hashable] = set()
+    seen_short: set[Hashable] = set()
+    overlap = overlap_s = 0
+    total = 0.0
+    for d in range(1, l + 1):
+        x = long[d - 1]
+        if d <= s:
+            y = short[d - 1]
+            overlap += (x in seen_short) + (y in seen_long) + (x == y)
+            seen_long.add(x)
+            seen_short.add(y)
+            overlap_s = overlap
+            total += overlap / d * p**d
+        else:
+            overlap += x in short_items
+            total += (overlap / d + overlap_s * (d - s) / (s * d)) * p**d
+    return (1 - p) / p * total + ((overlap - overlap_s) / l + overlap_s / s) * p**l

@@ -30,6 +30,26 @@ TEXT_KEYS: tuple[str, ...] = ("text", "segment", "contents", "body", "passage", 
 DOCID_KEYS: tuple[str, ...] = ("docid", "doc_id", "id", "_id")
 
 
+def check_trec_field(value: Any, what: str) -> str:
+    """A qid, docid or tag as a TREC line can hold it, so that readers read back what was written.
+
+    Non-empty, no whitespace (it would split the line), valid Unicode (no lone surrogate); a qid must not
+    start with ``#`` (readers take such a line for a comment and drop it).
+    """
+    if not isinstance(value, str):
+        raise InvalidInputError(f"a TREC {what} must be a str, got {type(value).__name__} {value!r:.40}")
+    if not value or any(c.isspace() for c in value):
+        raise InvalidInputError(f"{what} {value!r} is empty or contains whitespace and cannot be written as TREC")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise InvalidInputError(f"{what} {value!r} holds a lone surrogate (not valid Unicode) and cannot be written")
+    if what == "qid" and value.startswith("#"):
+        raise InvalidInputError(
+            f"qid {value!r} starts with '#': TREC readers (trec_eval, read_run, read_qrels) take such a line for "
+            "a comment and drop it; rename the query"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Passage:
     """One candidate passage.
@@ -303,12 +323,11 @@ class Ranking:
         qid = qid if qid is not None else self.qid
         if qid is None:
             raise InvalidInputError("this ranking has no qid; pass one: ranking.to_trec('q1')")
-        if any(c.isspace() for c in qid) or any(c.isspace() for c in tag):
-            raise InvalidInputError("TREC qids and tags cannot contain whitespace")
+        check_trec_field(qid, "qid")
+        check_trec_field(tag, "tag")
         lines = []
         for rank, (p, s) in enumerate(zip(self.passages, self.scores(scores)), start=1):
-            if any(c.isspace() for c in p.docid):
-                raise InvalidInputError(f"docid {p.docid!r} contains whitespace and cannot be written as TREC")
+            check_trec_field(p.docid, "docid")
             lines.append(f"{qid} Q0 {p.docid} {rank} {s:.6f} {tag}")
         return lines
 

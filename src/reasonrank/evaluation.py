@@ -39,14 +39,13 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ._errors import InvalidInputError, ReasonRankError
-from ._types import Passage, Ranking, ScoreConvention, WindowTrace
+from ._types import Passage, Ranking, ScoreConvention, WindowTrace, check_trec_field
 from .backends import FakeBackend, GenerationRequest, answer
 from .cache import CachedBackend, json_line, lock_exclusively
 from .io import (
     _LONE_SURROGATE,
     FileFormatError,
     TsvQuoting,
-    _check_trec_token,
     _read_run,
     atomic_writer,
     rankings_to_run,
@@ -200,12 +199,9 @@ class EvalData:
 def _check_query(qid: Any, text: Any, passages: Sequence[Any]) -> None:
     """One query's text and candidates, as reranking and a TREC run need them (errors name the query)."""
     try:
-        _check_trec_token(qid, "qid")
-    except (InvalidInputError, TypeError):
-        raise InvalidInputError(
-            f"query id {qid!r} cannot be written to a TREC run: a qid is a non-empty string without whitespace "
-            "that does not start with '#'"
-        ) from None
+        check_trec_field(qid, "qid")
+    except InvalidInputError as e:
+        raise InvalidInputError(f"query id {qid!r} cannot be used: {e}") from None
     if not isinstance(text, str) or not text.strip():
         raise InvalidInputError(f"query {qid!r} has an empty query text {text!r:.40}; give every query its text")
     if _LONE_SURROGATE.search(text):
@@ -216,27 +212,26 @@ def _check_query(qid: Any, text: Any, passages: Sequence[Any]) -> None:
         if not isinstance(p, Passage):
             raise InvalidInputError(f"{where} is a {type(p).__name__}, not a reasonrank Passage")
         where += f" (docid {p.docid!r})"
-        if not isinstance(p.docid, str) or not p.docid or any(c.isspace() for c in p.docid):
+        try:
+            docid = check_trec_field(p.docid, "docid")
+        except InvalidInputError as e:
+            raise InvalidInputError(f"{where}: {e}") from None
+        if docid in first:
             raise InvalidInputError(
-                f"{where}: a candidate needs a docid that is a non-empty string without whitespace (a TREC run "
-                "cannot hold others)"
+                f"{where}: the docid is also candidate {first[docid]}; a query lists each document once"
             )
-        if p.docid in first:
-            raise InvalidInputError(
-                f"{where}: the docid is also candidate {first[p.docid]}; a query lists each document once"
-            )
-        first[p.docid] = i
+        first[docid] = i
         if p.score is None:
             raise InvalidInputError(f"{where} has no first-stage score (a hit without 'score'); give every hit one")
         if isinstance(p.score, bool) or not isinstance(p.score, (int, float)) or not math.isfinite(p.score):
             raise InvalidInputError(f"{where}: its first-stage score {p.score!r} is not a finite number")
-        for field_name, value in (("docid", p.docid), ("text", p.text), ("title", p.title)):
+        if not isinstance(p.text, str):
+            raise InvalidInputError(f"{where}: its text must be a str, got {type(p.text).__name__}")
+        for field_name, value in (("text", p.text), ("title", p.title)):
             if isinstance(value, str) and _LONE_SURROGATE.search(value):
                 raise InvalidInputError(
                     f"{where}: its {field_name} holds a lone surrogate (not valid Unicode); fix that document"
                 )
-            if field_name == "text" and not isinstance(value, str):
-                raise InvalidInputError(f"{where}: its text must be a str, got {type(value).__name__}")
 
 
 class _OracleBackend(FakeBackend):
@@ -592,7 +587,7 @@ def _check_eval_args(
         raise InvalidInputError(f"average must be 'both' (trec_eval's default) or 'qrels', got {average!r}")
     if not isinstance(tag, str):
         raise InvalidInputError(f"tag must be a str, got {type(tag).__name__}")
-    _check_trec_token(tag, "tag")
+    check_trec_field(tag, "tag")
     if not isinstance(model_id, str) or not model_id:
         raise InvalidInputError(f"model_id must be a non-empty string naming the model, got {model_id!r}")
     plan_strategy = resolve_strategy(strategy, window_mode)

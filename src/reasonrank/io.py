@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ._errors import InvalidInputError, PassageTypeError
-from ._types import Passage, Ranking, ScoreConvention, as_passage
+from ._types import Passage, Ranking, ScoreConvention, as_passage, check_trec_field
 from .metrics import _check_qrels, _check_run, _relevance_problem, trec_order
 
 __all__ = [
@@ -202,23 +202,6 @@ def _format_score(score: float, decimals: int | None) -> str:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _check_trec_token(value: str, what: str) -> str:
-    """A qid, docid or tag as a TREC line can hold it: non-empty, no whitespace, valid Unicode.
-
-    A qid must also not start with ``#`` (readers take such a line for a comment and drop it).
-    """
-    if not value or any(c.isspace() for c in value):
-        raise InvalidInputError(f"{what} {value!r} is empty or contains whitespace and cannot be written as TREC")
-    if _LONE_SURROGATE.search(value):
-        raise InvalidInputError(f"{what} {value!r} holds a lone surrogate (not valid Unicode) and cannot be written")
-    if what == "qid" and value.startswith("#"):
-        raise InvalidInputError(
-            f"qid {value!r} starts with '#': TREC readers (trec_eval, read_run, read_qrels) take such a line for "
-            "a comment and drop it; rename the query"
-        )
-    return value
-
-
 def _check_decimals(decimals: int | None) -> None:
     if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0):
         raise InvalidInputError(f"decimals must be an int >= 0 or None (full precision), got {decimals!r}")
@@ -256,17 +239,17 @@ def write_run(
     evaluates a query in. Qids and docids may be str or int. Raises ``InvalidInputError`` for scores that are
     not finite numbers, empty or whitespace-holding ids and tags, and qids starting with ``#``.
     """
-    _check_trec_token(tag, "tag")
+    check_trec_field(tag, "tag")
     _check_decimals(decimals)
     checked = _check_run(run)
     with atomic_writer(path) as f:
         for qid, docs in checked.items():
-            _check_trec_token(qid, "qid")
+            check_trec_field(qid, "qid")
             if decimals is not None:
                 _check_rounding(qid, docs, decimals)
             order = trec_order(docs) if sort else list(docs)
             for rank, docid in enumerate(order, start=1):
-                _check_trec_token(docid, "docid")
+                check_trec_field(docid, "docid")
                 f.write(f"{qid} Q0 {docid} {rank} {_format_score(docs[docid], decimals)} {tag}\n")
 
 
@@ -380,9 +363,9 @@ def write_qrels(qrels: Mapping[str, Mapping[str, int]], path: PathLike) -> None:
     checked = _check_qrels(qrels)
     with atomic_writer(path) as f:
         for qid, docs in checked.items():
-            _check_trec_token(qid, "qid")
+            check_trec_field(qid, "qid")
             for docid, rel in docs.items():
-                _check_trec_token(docid, "docid")
+                check_trec_field(docid, "docid")
                 f.write(f"{qid} 0 {docid} {rel}\n")
 
 

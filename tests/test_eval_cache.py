@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from collections.abc import Iterator, Sequence
 
 import pytest
 
-from reasonrank import InvalidInputError, SamplingParams
+from reasonrank import InvalidInputError, ReasonRankError, SamplingParams
 from reasonrank.backends import Backend, FakeBackend, Generation, GenerationRequest
 from reasonrank.cache import CachedBackend
 
@@ -166,3 +168,98 @@ def test_wrapper_passes_tokenizer_and_close(tmp_path):
     assert inner.closed
     with pytest.raises(InvalidInputError, match="closed"):
         cached.generate([_request("new")])
+
+
+# ------------------------------------------------------------------------------------- issue 9: bad records
+
+
+def _full_disk_once(monkeypatch):
+    """The next os.write in the cache writes half its bytes, then the disk is full."""
+    real_write = os.write
+    state = {"armed": True}
+
+    def write(fd, data):
+        if state["armed"]:
+            state["armed"] = False
+            real_write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr("reasonrank.cache.os.write", write)
+
+
+def test_a_write_cut_short_by_a_full_disk_leaves_no_torn_line(tmp_path, monkeypatch):
+    path = tmp_path / "cache.jsonl"
+    with CachedBackend(Streaming(), path, model_id="m") as cached:
+        cached.generate([_request("a")])
+        _full_disk_once(monkeypatch)
+        with pytest.raises(ReasonRankError, match=r"could not write to the cache .*1 generations stored before are"):
+            cached.generate([_request("b")])
+        cached.generate([_request("c")])  # space again: the append starts on a line of its own
+    inner = Streaming()
+    with CachedBackend(inner, path, model_id="m") as cached:
+        cached.generate([_request("a"), _request("b"), _request("c")])
+    assert inner.calls == ["b"]
+    assert [r["text"] for r in _records(path)] == ["out a", "out c", "out b"]
+
+
+def test_a_torn_tail_is_cut_before_appending(tmp_path, caplog):
+    path = tmp_path / "cache.jsonl"
+    with CachedBackend(Streaming(), path, model_id="m") as cached:
+        cached.generate([_request("a")])
+        os.write(cached._fd, b'{"key": "x", "te')  # as if truncating a failed write failed too
+        with caplog.at_level(logging.WARNING):
+            cached.generate([_request("b")])
+    assert "cut off an incomplete last line" in caplog.text
+    assert [r["text"] for r in _records(path)] == ["out a", "out b"]
+
+
+def test_malformed_records_are_reported_by_line_and_only_their_windows_regenerated(tmp_path, caplog):
+    path = tmp_path / "cache.jsonl"
+    with CachedBackend(Streaming(), path, model_id="m") as cached:
+        cached.generate([_request(p) for p in "abcde"])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    b, c, d = (json.loads(line) for line in lines[2:5])
+    lines[2] = json.dumps(dict(b, text=None))  # "text": null is the cache's fault, not the backend's
+    lines[3] = "{not json"
+    lines[4] = json.dumps(dict(d, output_tokens="12", extra=1))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    inner = Streaming()
+    with caplog.at_level(logging.WARNING), CachedBackend(inner, path, model_id="m") as cached:
+        assert len(cached) == 2
+        out = cached.generate([_request(p) for p in "abcde"])
+    assert "skipped 3 malformed record(s)" in caplog.text
+    assert "line 3: 'text' must be a string, got None" in caplog.text
+    assert "line 4: not JSON" in caplog.text and "line 5: unknown field(s) extra" in caplog.text
+    assert inner.calls == ["b", "c", "d"]
+    assert [g.text for g in out] == [f"out {p}" for p in "abcde"]
+    assert c["key"] == cached.request_key(_request("c"))
+
+
+def test_outputs_with_lone_surrogates_are_stored_and_replayed_exactly(tmp_path):
+    text = "[2] > [1] \ud800 and \u00e9"
+    path = tmp_path / "cache.jsonl"
+    with CachedBackend(FakeBackend(lambda r: text), path, model_id="m") as cached:
+        assert cached.generate([_request("a\udfff")])[0].text == text
+    path.read_bytes().decode("utf-8")  # the file is valid UTF-8
+    inner = FakeBackend(lambda r: "other")
+    with CachedBackend(inner, path, model_id="m") as cached:
+        assert cached.generate([_request("a\udfff")])[0].text == text
+    assert inner.num_requests == 0
+
+
+def test_a_backend_can_add_what_else_its_answers_depend_on_to_the_key(tmp_path):
+    class Graded(FakeBackend):
+        grades = "1"
+
+        def cache_context(self, request):
+            return self.grades
+
+    inner = Graded(lambda r: f"grades {inner.grades}")
+    with CachedBackend(inner, tmp_path / "c.jsonl", model_id="m") as cached:
+        assert cached.generate([_request("a")])[0].text == "grades 1"
+        inner.grades = "2"
+        assert cached.generate([_request("a")])[0].text == "grades 2"
+        inner.grades = "1"
+        assert cached.generate([_request("a")])[0].text == "grades 1"
+    assert inner.num_requests == 2

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank import InvalidInputError, UnknownNameError
-from reasonrank.metrics import evaluate, percent, rbo, trec_order
+from reasonrank import InvalidInputError, ReasonRankError, UnknownNameError
+from reasonrank.metrics import check_metrics, evaluate, percent, rbo, trec_order
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -293,3 +293,64 @@ def test_rbo_edge_cases_and_errors():
         rbo(["a", "a"], ["a"])
     with pytest.raises(InvalidInputError, match="list of items"):
         rbo("abc", ["a"])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- issue 9 examples
+
+
+def test_a_query_with_empty_qrels_is_skipped_like_an_unjudged_query():
+    run = {q: {"d1": 3.0, "d2": 2.0, "d3": 1.0} for q in ("q1", "q2", "q3")}
+    qrels = {"q1": {"d1": 0, "d2": 1, "d3": 0}, "q2": {}, "q3": {"d2": 1, "d3": 1}}
+    means = evaluate(run, qrels, ["MAP", "nDCG"])
+    assert round(means["MAP"], 6) == 0.541667 and round(means["nDCG"], 6) == 0.662178
+    assert list(evaluate(run, qrels, "MAP", per_query=True)) == ["q1", "q3"]
+    assert round(evaluate(run, qrels, "MAP", average="qrels")["MAP"], 6) == 0.541667  # q2 does not count as 0
+
+
+@pytest.mark.parametrize("grade", [2**32 - 1, 2**31 - 1, 2**63, -(2**63), 1001, -1001])
+def test_relevance_grades_outside_the_documented_range_are_refused(grade):
+    run = {"q1": {"d1": 1.0, "d2": 0.5}}
+    with pytest.raises(InvalidInputError, match=r"outside the supported range -1000\.\.1000"):
+        evaluate(run, {"q1": {"d1": grade, "d2": 1}}, "nDCG@10")
+    with pytest.raises(InvalidInputError, match="relevance_level"):
+        evaluate(run, {"q1": {"d1": 1}}, "MAP", relevance_level=grade)
+
+
+def test_grades_at_the_ends_of_the_range_evaluate():
+    run = {"q1": {"d1": 1.0, "d2": 0.5}}
+    assert evaluate(run, {"q1": {"d1": 1000, "d2": -1000}}, ["nDCG@10", "MAP"]) == {"nDCG@10": 1.0, "MAP": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("P_99999999999999999999", "cutoff must be an integer from 1 to"),
+        ("nDCG@²", "k is an integer from 1 to"),
+        ("nDCG@99999999999999999999", "k is an integer from 1 to"),
+        ("P_1.5", "cutoff must be an integer"),
+        ("ndcg_cut_٣", "unknown metric"),  # an Arabic-Indic digit
+        ("iprec_at_recall_0.123", "at most 2 decimals"),
+    ],
+)
+def test_metric_names_that_trec_eval_cannot_take_are_clear_errors(name, message):
+    run, qrels = {"q1": {"d1": 1.0}}, {"q1": {"d1": 1}}
+    with pytest.raises(ReasonRankError, match=message):
+        evaluate(run, qrels, name)
+    with pytest.raises(ReasonRankError, match=message):
+        check_metrics(name)
+
+
+def test_metric_parameters_are_named_as_trec_eval_names_them():
+    run = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}}
+    qrels = {"q1": {"d2": 1}}
+    got = evaluate(run, qrels, ["P_05", "P@5", "iprec_at_recall_0.1", "iprec_at_recall_0.10", "Rprec_mult_2"])
+    assert got["P_05"] == got["P@5"] == 0.2
+    assert got["iprec_at_recall_0.1"] == got["iprec_at_recall_0.10"] == 0.5
+    assert got["Rprec_mult_2"] == 0.5
+
+
+def test_an_int_id_and_its_string_are_one_id_and_may_not_both_appear():
+    with pytest.raises(InvalidInputError, match="twice"):
+        evaluate({1: {"d": 1.0}, "1": {"e": 1.0}}, {"1": {"d": 1}}, "MAP")
+    with pytest.raises(InvalidInputError, match="twice"):
+        evaluate({"1": {"d": 1.0}}, {"1": {"d": 1, 5: 0, "5": 1}}, "MAP")

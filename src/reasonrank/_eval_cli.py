@@ -166,25 +166,23 @@ def run(args: argparse.Namespace) -> int:
             quoting=args.tsv_quoting,
         )
         options = _backend_options(args)
+        run_args: dict[str, Any] = {
+            "window": args.window,
+            "step": args.step,
+            "top_k": args.top_k,
+            "strategy": args.strategy,
+            "window_mode": args.window_mode,
+            "metrics": metrics,
+            "scores": args.scores,
+            "average": args.average,
+            "limit": args.limit,
+            "model_id": _model_id(args, options),
+            "overwrite": args.overwrite,
+            "query_batch_size": args.query_batch_size,
+            "tag": args.tag,
+        }
         # Arguments, data and the output directory are checked before the model loads (minutes for a 7B model).
-        _check_eval_args(
-            data,
-            args.output_dir,
-            window=args.window,
-            step=args.step,
-            top_k=args.top_k,
-            strategy=args.strategy,
-            window_mode=args.window_mode,
-            metrics=metrics,
-            scores=args.scores,
-            average=args.average,
-            limit=args.limit,
-            query_batch_size=args.query_batch_size,
-            tag=args.tag,
-            model_id=_model_id(args, options),
-            strict=args.strict,
-            overwrite=args.overwrite,
-        )
+        _check_eval_args(data, args.output_dir, strict=args.strict, **run_args)
         t0 = time.perf_counter()
         reranker = _build_reranker(args, data, options)
         load_seconds = time.perf_counter() - t0
@@ -192,21 +190,9 @@ def run(args: argparse.Namespace) -> int:
             reranker,
             data,
             args.output_dir,
-            window=args.window,
-            step=args.step,
-            top_k=args.top_k,
-            strategy=args.strategy,
-            window_mode=args.window_mode,
-            metrics=metrics,
-            scores=args.scores,
-            average=args.average,
-            limit=args.limit,
-            model_id=_model_id(args, options),
-            overwrite=args.overwrite,
             progress=not args.no_progress,
-            query_batch_size=args.query_batch_size,
-            tag=args.tag,
             extra_summary={"load_seconds": load_seconds},
+            **run_args,
         )
     except (ReasonRankError, OSError) as e:  # OSError: an input file that is missing or cannot be read
         sys.stderr.write(f"reasonrank eval: error: {e}\n")

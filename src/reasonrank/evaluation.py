@@ -358,7 +358,8 @@ def _holds_results(directory: Path) -> bool:
         return True
     try:
         with open(directory / CACHE, "rb") as f:
-            return f.read().count(b"\n") > 1  # more than the header
+            f.readline()  # the header
+            return bool(f.readline())
     except FileNotFoundError:
         return False
 

@@ -239,7 +239,11 @@ def _failure(backend: Backend, where: str, jobs: Sequence[Job], total: int, comp
 
 
 def run_lockstep(
-    codec: WindowCodec, backend: Backend, states: Sequence[QueryState], on_window: Callable[[int], Any] | None
+    codec: WindowCodec,
+    backend: Backend,
+    states: Sequence[QueryState],
+    on_window: Callable[[int], Any] | None,
+    stats: SchedulerStats | None = None,
 ) -> None:
     """The official schedule without threads or event loops: round ``k`` of every query in one backend call."""
     round_index = 0
@@ -247,7 +251,12 @@ def run_lockstep(
         jobs = [job for state in states for job in codec.next_jobs(state)]
         if not jobs:
             return
+        if stats is not None:
+            stats.backend_calls += 1
+            stats.windows_sent += len(jobs)
         _run_round(codec, backend, round_index, jobs, on_window)
+        if stats is not None:
+            stats.windows_completed += len(jobs)
         for state in states:
             if state.jobs:
                 advance(state)

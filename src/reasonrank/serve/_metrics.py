@@ -1,0 +1,43 @@
+"""Prometheus metrics of one server (a registry of its own, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ServeMetrics"]
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300, 600)
+
+
+class ServeMetrics:
+    """The counters ``GET /metrics`` exposes (all names start with ``reasonrank_``).
+
+    - ``requests_total{endpoint, code}``: finished requests (code 499: the client went away first)
+    - ``request_duration_seconds{endpoint}``: time from admission to response, rerank endpoints only
+    - ``queue_depth``: rerank requests admitted and not finished; ``queue_limit``: the bound (past it: 429)
+    - ``documents_total``, ``windows_total``: documents reranked and windows the model ranked
+    - ``window_seconds``: model time per window
+    - ``tokens_total{kind}``: prompt and output tokens, where the backend reports them
+    - ``backend_calls_total``: batches sent to the backend (windows_total / backend_calls_total is the batching gain)
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("reasonrank_requests", "Finished requests", ["endpoint", "code"], registry=r)
+        self.duration = Histogram(
+            "reasonrank_request_duration_seconds",
+            "Rerank request latency (admission to response)",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge("reasonrank_queue_depth", "Rerank requests admitted and not finished", registry=r)
+        self.queue_limit = Gauge("reasonrank_queue_limit", "Most rerank requests admitted at once", registry=r)
+        self.documents = Counter("reasonrank_documents", "Documents reranked", registry=r)
+        self.windows = Counter("reasonrank_windows", "Windows ranked by the model", registry=r)
+        self.window_seconds = Histogram(
+            "reasonrank_window_seconds", "Model time per window", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.tokens = Counter("reasonrank_tokens", "Model tokens", ["kind"], registry=r)
+        self.backend_calls = Counter("reasonrank_backend_calls", "Batches of windows sent to the backend", registry=r)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import os
 import threading
+import time
 
 import httpx
 import pytest
@@ -199,29 +202,32 @@ def test_api_key_guards_every_endpoint_but_health(caplog):
     assert KEY not in caplog.text
 
 
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
 def test_queue_bound_gives_429_with_retry_after():
     release = threading.Event()
-    entered = threading.Semaphore(0)
 
     def slow(request):
-        entered.release()
         release.wait(30)
         return reverse(request)
 
     app = create_app(reranker(slow), max_queue=2)
+    server = app.state.reasonrank
     with running(app) as base, httpx.Client(timeout=30) as client:
         results = []
-        threads = [
-            threading.Thread(
-                target=lambda: results.append(
-                    client.post(f"{base}/v2/rerank", json={"query": "q", "documents": ["a", "b"]})
-                )
-            )
-            for _ in range(2)
-        ]
+
+        def post():
+            results.append(client.post(f"{base}/v2/rerank", json={"query": "q", "documents": ["a", "b"]}))
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
         for t in threads:
             t.start()
-        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)  # both admitted and in the model
+        wait_until(lambda: server.active == 2)  # both admitted, waiting on the model
         r = client.post(f"{base}/v2/rerank", json={"query": "q", "documents": ["a", "b"]})
         assert r.status_code == 429
         assert int(r.headers["retry-after"]) >= 1 and "busy" in r.json()["message"]
@@ -229,7 +235,7 @@ def test_queue_bound_gives_429_with_retry_after():
         for t in threads:
             t.join(10)
         assert [x.status_code for x in results] == [200, 200]
-        assert app.state.reasonrank.active == 0
+        assert server.active == 0
         assert 'code="429"' in client.get(f"{base}/metrics").text
 
 
@@ -246,7 +252,8 @@ def test_deadline_gives_504():
         release.set()
         assert r.status_code == 504
         message = r.json()["message"]
-        assert "deadline of 0.3 s" in message and "window" in message
+        # 30 documents: windows [10, 30) then [0, 20); the first never came back
+        assert "deadline of 0.3 s" in message and "2 of 2 windows did not finish: [10, 30) [0, 20)" in message
         assert app.state.reasonrank.active == 0
 
 
@@ -272,3 +279,88 @@ def test_json_error_body_is_json(url):
     r = httpx.post(f"{url}/v2/rerank", content=b"{")
     assert r.headers["content-type"] == "application/json"
     assert set(json.loads(r.content)) == {"message"}
+
+
+def test_client_disconnect_cancels_its_windows():
+    release = threading.Event()
+
+    def slow(request):
+        release.wait(30)
+        return reverse(request)
+
+    rr = reranker(slow)
+    app = create_app(rr)
+    with running(app) as base:
+        docs = [f"d{i}" for i in range(100)]  # 9 sliding windows, one after another
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{base}/v2/rerank", json={"query": "q", "documents": docs}, timeout=0.5)
+        wait_until(lambda: app.state.reasonrank.active == 0)
+        release.set()
+        wait_until(lambda: rr.stats.in_flight == 0)
+        time.sleep(0.2)  # were any more windows going to be sent, they would be by now
+        assert rr.backend.num_requests == 1  # the first window ran; the other 8 were never sent
+        assert rr.stats.windows_cancelled == 1
+        assert 'code="499"' in httpx.get(f"{base}/metrics").text
+
+
+def test_concurrent_requests_share_backend_calls():
+    def steady(request):
+        time.sleep(0.002)
+        return reverse(request)
+
+    rr = reranker(steady)
+    with running(create_app(rr)) as base:
+
+        async def main():
+            async with httpx.AsyncClient(timeout=60) as client:
+                body = {"query": "q", "documents": [f"d{i}" for i in range(40)]}  # 3 windows each
+                return await asyncio.gather(*(client.post(f"{base}/v2/rerank", json=body) for _ in range(16)))
+
+        responses = asyncio.run(main())
+        assert all(r.status_code == 200 for r in responses)
+        assert rr.stats.windows_sent == 16 * 3
+        # the windows of concurrent requests went to the backend together
+        assert rr.stats.windows_per_call > 2
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "reasonrank_windows_per_backend_call" in metrics and "reasonrank_backend_calls_total" in metrics
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_300_requests_at_64_concurrent_complete_or_429_none_lost():
+    rr = reranker()
+    app = create_app(rr, max_queue=32)
+    server = app.state.reasonrank
+    with running(app) as base:
+
+        async def one(client, sem, i):
+            docs = [f"req {i} doc {j}" for j in range(30)]
+            async with sem:
+                r = await client.post(f"{base}/v1/rerank", json={"query": f"q{i}", "documents": docs, "top_n": 30})
+                return i, r
+
+        async def main(n=300):
+            sem = asyncio.Semaphore(64)
+            limits = httpx.Limits(max_connections=64)
+            async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+                return await asyncio.gather(*(one(client, sem, i) for i in range(n)))
+
+        asyncio.run(main(64))  # warm up (imports, pools) before measuring memory
+        before = _rss_bytes()
+        results = asyncio.run(main())
+        growth = _rss_bytes() - before
+    expected = reranker().rerank("q", [f"doc {j}" for j in range(30)]).order
+    codes = [r.status_code for _, r in results]
+    assert len(results) == 300 and set(codes) <= {200, 429}
+    assert codes.count(200) >= 32  # at least a queue's worth was served
+    for i, r in results:
+        if r.status_code == 200:
+            assert [x["index"] for x in r.json()["results"]] == expected  # complete, and that request's own
+            assert r.json()["results"][0]["document"]["text"].startswith(f"req {i} ")
+        else:
+            assert int(r.headers["retry-after"]) >= 1
+    assert server.peak_active <= 32 and server.active == 0
+    assert growth < 150 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"

@@ -26,6 +26,7 @@ from ..strategies import resolve_strategy
 from ..window import check_window_args
 from ._guard import Guard
 from ._metrics import ServeMetrics
+from ._progress import TrackedStrategy
 from ._protocol import CohereRequest, RerankBody, cohere_response, jina_response, tei_response, to_passages
 
 __all__ = ["ServeSettings", "create_app"]
@@ -107,23 +108,12 @@ class _Server:
         self.settings = settings
         self.metrics = metrics
         self.active = 0
+        self.peak_active = 0
         self._latency = 1.0  # seconds, a moving average of recent rerank requests (for Retry-After)
+        self.strategy = resolve_strategy(settings.strategy, settings.window_mode)
         metrics.queue_limit.set(settings.max_queue)
 
     # ---------------------------------------------------------------- reranking
-
-    async def _arerank(self, query: str, passages: list[Passage]) -> Ranking:
-        s = self.settings
-        options: dict[str, Any] = dict(
-            window=s.window, step=s.step, top_k=s.top_k, window_mode=s.window_mode, strategy=s.strategy
-        )
-        arerank = getattr(self.reranker, "arerank", None)
-        if arerank is not None:
-            result: Ranking = await arerank(query, passages, **options)
-            return result
-        # FALLBACK until the async API (branch `stream`) is merged: one thread per request, no cross-request
-        # batching, and a cancelled request's windows still run to completion in its thread.
-        return await asyncio.to_thread(self.reranker.rerank, query, passages, **options)
 
     async def rerank(self, request: Request, query: str, passages: list[Passage]) -> Ranking | None:
         """Rerank within the queue bound and the deadline; ``None`` for no documents."""
@@ -147,24 +137,30 @@ class _Server:
                 {"Retry-After": str(retry)},
             )
         self.active += 1
+        self.peak_active = max(self.peak_active, self.active)
         self.metrics.queue_depth.set(self.active)
         started = time.perf_counter()
-        work = asyncio.ensure_future(self._arerank(query, passages))
+        progress = TrackedStrategy(self.strategy)
+        # Every request's windows go through the reranker's one dispatcher in this event loop, so concurrent
+        # requests are batched together; cancelling the task cancels the request's windows.
+        work = asyncio.ensure_future(
+            self.reranker.arerank(query, passages, window=s.window, step=s.step, top_k=s.top_k, strategy=progress)
+        )
         gone = asyncio.ensure_future(_wait_for_disconnect(request.receive))
         try:
             done, _ = await asyncio.wait({work, gone}, timeout=s.request_timeout, return_when=asyncio.FIRST_COMPLETED)
             if work in done:
-                ranking = work.result()
+                ranking: Ranking = work.result()
                 self._latency = 0.8 * self._latency + 0.2 * (time.perf_counter() - started)
                 return ranking
             work.cancel()
-            work.add_done_callback(_retrieve)  # a cancelled thread fallback may still fail later: keep it quiet
+            work.add_done_callback(_retrieve)
             if gone in done:
-                raise _HTTPError(499, "the client closed the connection; its windows were cancelled")
+                raise _HTTPError(499, f"the client closed the connection; {progress.unfinished()} (cancelled)")
             raise _HTTPError(
                 504,
-                f"the request's deadline of {s.request_timeout:g} s passed before its windows finished "
-                f"({len(passages)} documents); its unfinished windows were cancelled",
+                f"the request's deadline of {s.request_timeout:g} s passed: {progress.unfinished()} "
+                "(cancelled); send fewer documents or ask the operator for a longer --request-timeout",
             )
         except (InvalidInputError, ReasonRankError) as e:
             status = 400 if isinstance(e, InvalidInputError) else 502
@@ -321,7 +317,7 @@ def create_app(
         max_queue=max_queue,
         request_timeout=request_timeout,
     )
-    metrics = ServeMetrics(registry)
+    metrics = ServeMetrics(registry, stats=getattr(reranker, "stats", None))
     server = _Server(reranker, settings, metrics)
     routes = [
         Route("/v1/rerank", server.v1, methods=["POST"]),

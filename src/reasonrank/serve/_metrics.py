@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = ["ServeMetrics"]
 
@@ -18,10 +23,13 @@ class ServeMetrics:
     - ``documents_total``, ``windows_total``: documents reranked and windows the model ranked
     - ``window_seconds``: model time per window
     - ``tokens_total{kind}``: prompt and output tokens, where the backend reports them
-    - ``backend_calls_total``: batches sent to the backend (windows_total / backend_calls_total is the batching gain)
+    - from the reranker's scheduler (:attr:`Reranker.stats`), read at each scrape: ``backend_calls_total``
+      (batches for batch-only backends, single requests for streaming ones), ``scheduler_windows_total{state}``
+      (sent, completed, failed, cancelled), ``windows_in_flight``, ``windows_per_backend_call`` (the batching
+      gain: windows sent / backend calls, over the server's life)
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, stats: Any = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter("reasonrank_requests", "Finished requests", ["endpoint", "code"], registry=r)
@@ -40,4 +48,28 @@ class ServeMetrics:
             "reasonrank_window_seconds", "Model time per window", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.tokens = Counter("reasonrank_tokens", "Model tokens", ["kind"], registry=r)
-        self.backend_calls = Counter("reasonrank_backend_calls", "Batches of windows sent to the backend", registry=r)
+        if stats is not None:
+            r.register(_SchedulerCollector(stats))
+
+
+class _SchedulerCollector(Collector):
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        yield CounterMetricFamily(
+            "reasonrank_backend_calls", "Backend calls (batches, or single requests of streaming backends)",
+            value=s.backend_calls,
+        )  # fmt: skip
+        windows = CounterMetricFamily(
+            "reasonrank_scheduler_windows", "Windows by what became of them", labels=["state"]
+        )
+        for state in ("sent", "completed", "failed", "cancelled"):
+            windows.add_metric([state], getattr(s, f"windows_{state}"))
+        yield windows
+        yield GaugeMetricFamily("reasonrank_windows_in_flight", "Windows sent and not back", value=s.in_flight)
+        yield GaugeMetricFamily(
+            "reasonrank_windows_per_backend_call", "Windows sent per backend call (batching gain)",
+            value=s.windows_per_call,
+        )  # fmt: skip

@@ -94,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.backend == "oracle":
             raise ReasonRankError("--backend oracle needs qrels; serve a model, or --backend fake for a dry run")
+        if args.backend != "fake" and not args.model:
+            raise ReasonRankError(
+                f"--model is required with --backend {args.backend} (or --backend fake for a dry run)"
+            )
         key = _api_key(args)
         if key is None and not _is_loopback(args.host) and not args.insecure_no_key:
             raise ReasonRankError(

@@ -25,6 +25,16 @@ def reverse(request):
     return answer(list(reversed(range(len(request.docids)))))
 
 
+def waits_for(release: threading.Event):
+    """A fake model that answers only once ``release`` is set (30 s at most)."""
+
+    def slow(request):
+        release.wait(30)
+        return reverse(request)
+
+    return slow
+
+
 def reranker(responder=reverse) -> Reranker:
     return Reranker(FakeBackend(responder), progress=False)
 
@@ -211,11 +221,7 @@ def wait_until(condition, timeout=10.0):
 
 def test_queue_bound_gives_429_with_retry_after():
     release = threading.Event()
-
-    def slow(request):
-        release.wait(30)
-        return reverse(request)
-
+    slow = waits_for(release)
     app = create_app(reranker(slow), max_queue=2)
     server = app.state.reasonrank
     with running(app) as base, httpx.Client(timeout=30) as client:
@@ -241,11 +247,7 @@ def test_queue_bound_gives_429_with_retry_after():
 
 def test_deadline_gives_504():
     release = threading.Event()
-
-    def slow(request):
-        release.wait(30)
-        return reverse(request)
-
+    slow = waits_for(release)
     app = create_app(reranker(slow), request_timeout=0.3)
     with running(app) as base:
         r = httpx.post(f"{base}/v2/rerank", json={"query": "q", "documents": [f"d{i}" for i in range(30)]})
@@ -283,11 +285,7 @@ def test_json_error_body_is_json(url):
 
 def test_client_disconnect_cancels_its_windows():
     release = threading.Event()
-
-    def slow(request):
-        release.wait(30)
-        return reverse(request)
-
+    slow = waits_for(release)
     rr = reranker(slow)
     app = create_app(rr)
     with running(app) as base:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from .._errors import InvalidInputError, ReasonRankError
 from .._types import Passage, Ranking
 from .._version import __version__
+from ..reranker import Reranker
 from ..strategies import resolve_strategy
 from ..window import check_window_args
 from ._guard import Guard
@@ -103,7 +104,7 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 class _Server:
     """State shared by every request of one app: the reranker, the admission count and the metrics."""
 
-    def __init__(self, reranker: Any, settings: ServeSettings, metrics: ServeMetrics) -> None:
+    def __init__(self, reranker: Reranker, settings: ServeSettings, metrics: ServeMetrics) -> None:
         self.reranker = reranker
         self.settings = settings
         self.metrics = metrics
@@ -265,7 +266,7 @@ class _Server:
 
 
 def create_app(
-    reranker: Any,
+    reranker: Reranker,
     *,
     model_name: str = "reasonrank",
     api_key: str | None = None,

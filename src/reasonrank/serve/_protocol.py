@@ -95,9 +95,8 @@ def to_passages(
 
     >>> [p.text for p in to_passages(["a", {"text": "b", "lang": "en"}])]
     ['a', 'b']
-    >>> to_passages([{"title": "T", "body": "x"}], rank_fields=["title", "body"])[0].text
-    'title: T\nbody: x'
-
+    >>> to_passages([{"title": "T", "body": "x"}], rank_fields=["title", "body"])[0].text.splitlines()
+    ['title: T', 'body: x']
     """
     return [Passage(text=_document_text(d, i, rank_fields), docid=str(i)) for i, d in enumerate(documents)]
 
@@ -108,6 +107,19 @@ def _top(ranking: Ranking | None, top_n: int | None) -> list[tuple[int, int]]:
         return []
     pairs = [(rank, p.index) for rank, p in enumerate(ranking.passages, start=1)]
     return pairs if top_n is None else pairs[:top_n]
+
+
+def _results(
+    ranking: Ranking | None, top_n: int | None, documents: Sequence[str | Mapping[str, Any]], include: bool
+) -> list[dict[str, Any]]:
+    results = []
+    for rank, index in _top(ranking, top_n):
+        item: dict[str, Any] = {"index": index, "relevance_score": relevance_score(rank)}
+        if include:
+            doc = documents[index]
+            item["document"] = {"text": doc} if isinstance(doc, str) else doc
+        results.append(item)
+    return results
 
 
 def reasoning_field(ranking: Ranking | None) -> list[dict[str, Any]]:
@@ -154,13 +166,7 @@ def cohere_response(
     """
     documents = body.documents or []
     include = bool(body.return_documents) if version == "2" else body.return_documents is not False
-    results = []
-    for rank, index in _top(ranking, body.top_n):
-        item: dict[str, Any] = {"index": index, "relevance_score": relevance_score(rank)}
-        if include:
-            doc = documents[index]
-            item["document"] = {"text": doc} if isinstance(doc, str) else doc
-        results.append(item)
+    results = _results(ranking, body.top_n, documents, include)
     prompt, output = _tokens(ranking)
     response: dict[str, Any] = {
         "id": request_id,
@@ -180,15 +186,7 @@ def cohere_response(
 
 def jina_response(request_id: str, ranking: Ranking | None, body: RerankBody, *, model: str) -> dict[str, Any]:
     """Jina/vLLM: ``{id, model, usage, results: [{index, relevance_score, document}]}`` (documents by default)."""
-    documents = body.documents or []
-    include = body.return_documents is not False
-    results = []
-    for rank, index in _top(ranking, body.top_n):
-        item: dict[str, Any] = {"index": index, "relevance_score": relevance_score(rank)}
-        if include:
-            doc = documents[index]
-            item["document"] = {"text": doc} if isinstance(doc, str) else doc
-        results.append(item)
+    results = _results(ranking, body.top_n, body.documents or [], body.return_documents is not False)
     prompt, output = _tokens(ranking)
     response: dict[str, Any] = {
         "id": request_id,

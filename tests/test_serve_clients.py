@@ -1,5 +1,6 @@
 """Real clients against ``reasonrank serve`` on 127.0.0.1: the Cohere SDK (v1, v2, async), LangChain's
-CohereRerank, Haystack's CohereRanker and HuggingFaceTEIRanker, and the server with the real SmolLM2 model."""
+CohereRerank, Haystack's CohereRanker and HuggingFaceTEIRanker, LlamaIndex's TEI postprocessor, and the server
+with the real SmolLM2 model."""
 
 from __future__ import annotations
 
@@ -184,3 +185,18 @@ def test_real_smollm2_model_behind_the_cohere_sdk(smollm2_gguf):
         assert [r["index"] for r in raw["results"]] == rr.rerank(item["query"], docs, window=4, step=2).order
         metrics = httpx.get(f"{url}/metrics").text
         assert 'reasonrank_tokens_total{kind="output"}' in metrics
+
+
+def test_llama_index_tei_rerank(server):
+    from llama_index.core.schema import NodeWithScore, TextNode
+    from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
+
+    url, recorder = server
+    rerank = TextEmbeddingInference(base_url=url, top_n=2, auth_token=f"Bearer {KEY}")
+    nodes = [NodeWithScore(node=TextNode(text=d), score=0.1) for d in DOCS]
+    # the client asserts one result per text, then sorts by score and keeps top_n itself
+    out = rerank.postprocess_nodes(nodes, query_str="capital of the US?")
+    assert [n.node.text for n in out] == [DOCS[3], DOCS[2]]
+    assert [n.score for n in out] == [1.0, 0.5]
+    assert recorder.requests[-1] == ("/rerank", {"query": "capital of the US?", "texts": DOCS})
+    assert rerank.postprocess_nodes([], query_str="q") == []

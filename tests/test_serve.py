@@ -362,3 +362,10 @@ def test_300_requests_at_64_concurrent_complete_or_429_none_lost():
             assert int(r.headers["retry-after"]) >= 1
     assert server.peak_active <= 32 and server.active == 0
     assert growth < 150 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"
+
+
+def test_unknown_paths_and_methods_get_json(url):
+    r = httpx.get(f"{url}/v2/rerank")
+    assert r.status_code == 405 and "/v2/rerank" in r.json()["message"]
+    r = httpx.post(f"{url}/v3/rerank", json={})
+    assert r.status_code == 404 and "endpoints" in r.json()["message"]

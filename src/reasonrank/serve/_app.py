@@ -328,7 +328,13 @@ def create_app(
         Route("/v1/models", server.models, methods=["GET"]),
         Route("/metrics", server.prometheus, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+
+    async def not_routed(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        paths = ", ".join(sorted(r.path for r in routes))
+        return _error(status, f"{request.method} {request.url.path} is not served here ({status}); endpoints: {paths}")
+
+    app = Starlette(routes=routes, exception_handlers={404: not_routed, 405: not_routed})
     app.state.reasonrank = server
 
     def refused(path: str, status: int) -> None:

@@ -7,7 +7,9 @@ The server runs in a subprocess (uvicorn, one event loop, as ``reasonrank serve`
 backend; the client is this process (httpx, asyncio). ``--call-seconds`` is how long one backend call takes
 whatever its batch size, a stand-in for a batched engine (0: the instant fake backend, so the numbers are the
 server's and the reranker's own overhead). Windows per backend call come from the server's ``/metrics``:
-with many requests in flight their windows share backend calls (the batching gain).
+with many requests in flight their windows share backend calls (the batching gain). "server mean" is the
+server's own time per request (admission to response, from ``/metrics``); the rest of the client's latency is
+HTTP on both sides, and the client's own CPU, on the same machine.
 """
 
 from __future__ import annotations
@@ -49,11 +51,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _scrape(client: Any, url: str) -> tuple[float, float]:
+_SCRAPED = (
+    "reasonrank_backend_calls_total",
+    'reasonrank_scheduler_windows_total{state="sent"}',
+    'reasonrank_request_duration_seconds_sum{endpoint="/v2/rerank"}',
+    'reasonrank_request_duration_seconds_count{endpoint="/v2/rerank"}',
+)
+
+
+def _scrape(client: Any, url: str) -> list[float]:
+    """Backend calls, windows sent, and the server's own rerank seconds and requests, from /metrics."""
     text = client.get(f"{url}/metrics").text
-    calls = float(re.search(r"^reasonrank_backend_calls_total (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    sent = float(re.search(r'^reasonrank_scheduler_windows_total\{state="sent"\} (\S+)$', text, re.M).group(1))  # type: ignore[union-attr]
-    return calls, sent
+    values = []
+    for name in _SCRAPED:
+        found = re.search("^" + re.escape(name) + r" (\S+)$", text, re.M)
+        values.append(float(found.group(1)) if found else 0.0)
+    return values
 
 
 async def _level(url: str, requests: int, concurrency: int, documents: int) -> dict[str, Any]:
@@ -119,21 +132,25 @@ def main(argv: list[str] | None = None) -> int:
                         time.sleep(0.1)
                 asyncio.run(_level(url, 20, 4, args.documents))  # warm-up
                 for concurrency in [int(x) for x in args.concurrency.split(",")]:
-                    calls0, sent0 = _scrape(client, url)
+                    before = _scrape(client, url)
                     level = asyncio.run(_level(url, args.requests, concurrency, args.documents))
-                    calls1, sent1 = _scrape(client, url)
+                    calls, sent, seconds, count = (b - a for a, b in zip(before, _scrape(client, url)))
                     level["call_seconds"] = call_seconds
-                    level["windows_per_call"] = (sent1 - sent0) / max(calls1 - calls0, 1)
+                    level["windows_per_call"] = sent / max(calls, 1)
+                    level["server_mean_ms"] = 1000 * seconds / max(count, 1)
                     results.append(level)
                     rows.append([
                         f"{1000 * call_seconds:g} ms", concurrency, f"{level['requests_per_s']:.1f}",
-                        f"{level['p50_ms']:.0f}", f"{level['p95_ms']:.0f}", f"{level['windows_per_call']:.2f}",
+                        f"{level['p50_ms']:.0f}", f"{level['p95_ms']:.0f}", f"{level['server_mean_ms']:.0f}",
+                        f"{level['windows_per_call']:.2f}",
                         ", ".join(f"{k}: {v}" for k, v in sorted(level["codes"].items())),
                     ])  # fmt: skip
         finally:
             server.terminate()
             server.wait(30)
-    headers = ["backend call", "concurrency", "requests/s", "p50 ms", "p95 ms", "windows/call", "responses"]
+    headers = [
+        "backend call", "concurrency", "requests/s", "p50 ms", "p95 ms", "server mean ms", "windows/call", "responses"
+    ]  # fmt: skip
     print(table(headers, rows))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -257,7 +257,7 @@ class Reranker:
         )
         with self._bar(progress, sum(s.plan.expected_windows for s in states)) as bar:
             if lockstep:
-                run_lockstep(self._codec(), self.backend, states, bar.update)
+                run_lockstep(self._codec(), self.backend, states, bar.update, self.stats)
                 rankings = [finish(s) for s in states]
             else:
                 codec = self._codec()
@@ -411,10 +411,10 @@ class Reranker:
                     on_start(state)
                     chunk.append(state)
                     if len(chunk) == max_in_flight:
-                        run_lockstep(codec, self.backend, chunk, bar.update)
+                        run_lockstep(codec, self.backend, chunk, bar.update, self.stats)
                         yield from map(finish, chunk)
                         chunk = []
-                run_lockstep(codec, self.backend, chunk, bar.update)
+                run_lockstep(codec, self.backend, chunk, bar.update, self.stats)
                 yield from map(finish, chunk)
             else:
                 codec = self._codec()

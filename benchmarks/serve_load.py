@@ -41,7 +41,9 @@ def _serve(port: int, call_seconds: float) -> None:
             time.sleep(call_seconds)
             return super().generate(requests)
 
-    app = create_app(Reranker(Batched(), progress=False), model_name="fake", max_queue=1024, max_documents=1000)
+    app = create_app(
+        Reranker(Batched(record=False), progress=False), model_name="fake", max_queue=1024, max_documents=1000
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

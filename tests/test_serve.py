@@ -329,7 +329,7 @@ def _rss_bytes() -> int:
 
 
 def test_300_requests_at_64_concurrent_complete_or_429_none_lost():
-    rr = reranker()
+    rr = Reranker(FakeBackend(reverse, record=False), progress=False)
     app = create_app(rr, max_queue=32)
     server = app.state.reasonrank
     with running(app) as base:

@@ -121,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         )
         ServeSettings(**settings)  # every setting is checked before the model loads
         reranker = _build_reranker(args, None, _backend_options(args))
+        if args.backend == "fake":
+            reranker.backend.record = False  # a server runs for long: keep no history of the calls
     except ReasonRankError as e:
         sys.stderr.write(f"reasonrank serve: error: {e}\n")
         return 1

@@ -369,3 +369,19 @@ def test_unknown_paths_and_methods_get_json(url):
     assert r.status_code == 405 and "/v2/rerank" in r.json()["message"]
     r = httpx.post(f"{url}/v3/rerank", json={})
     assert r.status_code == 404 and "endpoints" in r.json()["message"]
+
+
+def test_public_names():
+    import reasonrank.serve
+
+    assert reasonrank.serve.__all__ == ["ServeSettings", "create_app", "relevance_score"]
+
+
+def test_missing_extra_names_the_install_command():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['starlette'] = None\nimport reasonrank.serve"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "MissingDependencyError" in out.stderr and "pip install 'reasonrank[serve]'" in out.stderr

@@ -52,7 +52,7 @@ def one(queries: int, mode: str, template: str, max_in_flight: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--modes", default="stream,stream-streaming,batch", help="batch runs at sizes <= 10,000")
+    parser.add_argument("--modes", default="stream,stream-streaming,batch", help="batch runs at sizes <= 1,000")
     parser.add_argument("--template", default="rankgpt-classic")
     parser.add_argument("--max-in-flight", type=int, default=64)
     parser.add_argument("--json")
@@ -64,7 +64,7 @@ def main() -> None:
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         for mode in args.modes.split(","):
-            if mode == "batch" and size > 10_000:
+            if mode == "batch" and size > 1_000:
                 continue
             command = [sys.executable, __file__, "--one", str(size), mode, "--template", args.template]
             command += ["--max-in-flight", str(args.max_in_flight)]

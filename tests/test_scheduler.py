@@ -274,14 +274,19 @@ def test_rerank_stream_closed_early_stops_reading_and_cancels():
     assert backend.cancelled  # the slow queries' windows in flight
 
 
-def test_rerank_stream_validates_items():
-    reranker = Reranker(FakeBackend(), progress=False)
+@pytest.mark.parametrize("schedule", ["lockstep", "streaming"])
+def test_rerank_stream_validates_items(schedule):
+    reranker = Reranker(AsyncBackend(), progress=False, schedule=schedule)
     with pytest.raises(InvalidInputError, match="item 1"):
         list(reranker.rerank_stream([("a", "q", ["x", "y"]), ("b", "q")]))
+    with pytest.raises(InvalidInputError, match="query 1 \\(qid b\\): no passages"):
+        list(reranker.rerank_stream([("a", "q", ["x", "y"]), ("b", "q", [])]))
     with pytest.raises(InvalidInputError, match="query 0 \\(qid a\\): query is empty"):
         list(reranker.rerank_stream([("a", " ", ["x", "y"])]))
     with pytest.raises(InvalidInputError, match="max_in_flight"):
         reranker.rerank_stream([], max_in_flight=0)
+    with pytest.raises(InvalidInputError, match="iterable"):
+        reranker.rerank_stream("qid query passages")
     assert list(reranker.rerank_stream([])) == []
 
 

@@ -220,10 +220,11 @@ def finish(state: QueryState) -> Ranking:
     return Ranking(query=state.query, passages=passages, windows=state.traces, qid=state.qid)
 
 
-def _failure(backend: Backend, where: str, jobs: Sequence[Job], total: int, completed: int, exc: BaseException) -> Any:
-    failed = [j.name() for j in jobs]
+def _failure(
+    backend: Backend, where: str, lost: Sequence[Job], total: int, completed: int, exc: BaseException, first: Job
+) -> WindowFailedError:
+    failed = [j.name() for j in lost]
     names = ", ".join(f"{q} {list(w)}" for q, w in failed[:5]) + (" ..." if len(failed) > 5 else "")
-    first = jobs[0]
     return WindowFailedError(
         f"backend {type(backend).__name__} failed in {where} ({len(failed)} of {total} windows not completed: "
         f"{names}): {type(exc).__name__}: {exc}",
@@ -274,9 +275,9 @@ def _run_round(
             break
         except Exception as e:  # the backend failed: say which windows are lost, keep the cause
             lost = [j for j in jobs if not j.done]
-            raise _failure(
-                backend, f"window round {round_index}", lost or jobs[:1], len(jobs), len(jobs) - len(lost), e
-            ) from e
+            first = lost[0] if lost else jobs[0]
+            where = f"window round {round_index}"
+            raise _failure(backend, where, lost, len(jobs), len(jobs) - len(lost), e, first) from e
         if not 0 <= i < len(jobs) or jobs[i].done:
             raise BackendError(f"backend {backend!r} returned result index {i} twice or out of range")
         codec.read(jobs[i], generation, seconds)
@@ -517,11 +518,10 @@ async def run_queries(
         stats.in_flight -= len(futures)
         futures.clear()
     if first_error is not None:
-        lost = failed[0]
-        raise _failure(
-            dispatcher.backend, f"{lost.state.label}'s window round {lost.state.round}", failed,
-            completed + len(failed), completed, first_error,
-        ) from first_error  # fmt: skip
+        first = failed[0]
+        where = f"{first.state.label}'s window round {first.state.round}"
+        total = completed + len(failed)
+        raise _failure(dispatcher.backend, where, failed, total, completed, first_error, first) from first_error
 
 
 # ---------------------------------------------------------------------------------------------- sync bridge

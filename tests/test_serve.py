@@ -374,7 +374,9 @@ def test_unknown_paths_and_methods_get_json(url):
 def test_public_names():
     import reasonrank.serve
 
-    assert reasonrank.serve.__all__ == ["ServeSettings", "create_app", "relevance_score"]
+    assert reasonrank.serve.__all__ == [
+        "RankedDocument", "ServeSettings", "create_app", "create_mcp_server", "relevance_score"
+    ]  # fmt: skip
 
 
 def test_missing_extra_names_the_install_command():

@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(no_progress=True)
 
     server = parser.add_argument_group("server")
+    server.add_argument(
+        "--mcp",
+        action="store_true",
+        help="speak the Model Context Protocol on stdin/stdout (a 'rerank' tool) instead of HTTP",
+    )
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     server.add_argument("--port", type=int, default=8000, help="default 8000")
     server.add_argument("--model-name", help="the model's name in responses and /v1/models (default: --model)")
@@ -99,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--model is required with --backend {args.backend} (or --backend fake for a dry run)"
             )
         key = _api_key(args)
-        if key is None and not _is_loopback(args.host) and not args.insecure_no_key:
+        if key is None and not args.mcp and not _is_loopback(args.host) and not args.insecure_no_key:
             raise ReasonRankError(
                 f"refusing to listen on {args.host} without an API key: anyone who can reach it could use the "
                 "model. Give --api-key-file or --api-key-env (or --insecure-no-key if you really mean it)"
@@ -126,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     except ReasonRankError as e:
         sys.stderr.write(f"reasonrank serve: error: {e}\n")
         return 1
+    if args.mcp:
+        return _run_mcp(args, reranker, settings)
     app = create_app(reranker, **settings)
     shutdown = args.shutdown_timeout if args.shutdown_timeout is not None else args.request_timeout
     config = uvicorn.Config(
@@ -133,6 +140,29 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         uvicorn.Server(config).run()
+    finally:
+        reranker.backend.close()
+    return 0
+
+
+def _run_mcp(args: argparse.Namespace, reranker: Any, settings: dict[str, Any]) -> int:
+    from .serve._mcp import create_mcp_server
+
+    try:
+        server = create_mcp_server(
+            reranker,
+            name=settings["model_name"],
+            window=args.window,
+            step=args.step,
+            top_k=args.top_k,
+            strategy=args.strategy,
+            window_mode=args.window_mode,
+            max_documents=args.max_documents,
+        )
+        server.run("stdio")  # stdout carries the protocol: logs go to stderr
+    except ReasonRankError as e:
+        sys.stderr.write(f"reasonrank serve: error: {e}\n")
+        return 1
     finally:
         reranker.backend.close()
     return 0

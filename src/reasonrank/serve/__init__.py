@@ -20,6 +20,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise MissingDependencyError(e.name or "starlette", "serve", "Serving a reranker over HTTP") from None
 
 from ._app import ServeSettings, create_app
+from ._mcp import RankedDocument, create_mcp_server
 from ._protocol import relevance_score
 
-__all__ = ["ServeSettings", "create_app", "relevance_score"]
+__all__ = ["RankedDocument", "ServeSettings", "create_app", "create_mcp_server", "relevance_score"]

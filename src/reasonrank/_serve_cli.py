@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"reasonrank serve: error: {e}\n")
         return 1
     if args.mcp:
-        return _run_mcp(args, reranker, settings)
+        return _run_mcp(reranker, settings)
     app = create_app(reranker, **settings)
     shutdown = args.shutdown_timeout if args.shutdown_timeout is not None else args.request_timeout
     config = uvicorn.Config(
@@ -145,20 +145,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_mcp(args: argparse.Namespace, reranker: Any, settings: dict[str, Any]) -> int:
+def _run_mcp(reranker: Any, settings: dict[str, Any]) -> int:
     from .serve._mcp import create_mcp_server
 
     try:
-        server = create_mcp_server(
-            reranker,
-            name=settings["model_name"],
-            window=args.window,
-            step=args.step,
-            top_k=args.top_k,
-            strategy=args.strategy,
-            window_mode=args.window_mode,
-            max_documents=args.max_documents,
-        )
+        shared = ("window", "step", "top_k", "strategy", "window_mode", "max_documents")
+        server = create_mcp_server(reranker, name=settings["model_name"], **{k: settings[k] for k in shared})
         server.run("stdio")  # stdout carries the protocol: logs go to stderr
     except ReasonRankError as e:
         sys.stderr.write(f"reasonrank serve: error: {e}\n")

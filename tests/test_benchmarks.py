@@ -40,3 +40,12 @@ def test_latency_strategies_runs(tmp_path):
 def test_gpu_throughput_script_runs_tiny_on_cpu(tmp_path):
     result = run("gpu_throughput.py", "--tiny", tmp_path=tmp_path)
     assert "machine" in json.dumps(result)
+
+
+@pytest.mark.slow
+def test_serve_load_runs(tmp_path):
+    result = run(
+        "serve_load.py", "--requests", "8", "--concurrency", "1,4", "--call-seconds", "0", tmp_path=tmp_path
+    )  # fmt: skip
+    assert [r["concurrency"] for r in result["results"]] == [1, 4]
+    assert all(r["codes"] == {"200": 8} for r in result["results"])

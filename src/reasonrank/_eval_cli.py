@@ -12,7 +12,7 @@ from typing import Any
 from ._errors import ReasonRankError
 from .metrics import DEFAULT_METRICS
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "add_model_arguments", "add_reranking_arguments", "run"]
 
 _DRY_BACKENDS = ("fake", "oracle")
 
@@ -33,6 +33,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     data.add_argument("--limit", type=int, help="only the first N queries (a quick look)")
 
+    model = add_model_arguments(parser)
+    model.add_argument("--model-id", help="name of the model in the cache (default: backend, model, file, dtype)")
+    rerank = add_reranking_arguments(parser)
+    rerank.add_argument("--query-batch-size", type=int, default=64, help="queries reranked together (default 64)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output-dir", required=True, help="directory for run, metrics, traces, cache")
+    out.add_argument(
+        "--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated (default {','.join(DEFAULT_METRICS)})"
+    )
+    out.add_argument("--average", choices=("both", "qrels"), default="both", help="trec_eval default: both")
+    out.add_argument(
+        "--scores", choices=("rank", "positional"), default="rank",
+        help="run scores: rank (n..1) or positional (official: first-stage scores stay with positions)",
+    )  # fmt: skip
+    out.add_argument("--tag", default="reasonrank", help="run tag (last column)")
+    out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
+    out.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The model and backend options of ``reasonrank eval`` (also taken by ``reasonrank serve``)."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="hub id or local path (a .gguf file works with the hf backend)")
     model.add_argument(
@@ -47,8 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--backend-option", action="append", default=[], metavar="KEY=VALUE", help="any other backend option"
     )
-    model.add_argument("--model-id", help="name of the model in the cache (default: backend, model, file, dtype)")
+    return model
 
+
+def add_reranking_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The reranking options of ``reasonrank eval`` (also taken by ``reasonrank serve``)."""
     rerank = parser.add_argument_group("reranking")
     rerank.add_argument("--window", type=int, default=20)
     rerank.add_argument("--step", type=int, default=10)
@@ -69,21 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rerank.add_argument("--max-tokens", type=int, help="tokens generated per window (default: the preset's)")
     rerank.add_argument("--temperature", type=float, help="decoding temperature (default: the preset's)")
     rerank.add_argument("--strict", action="store_true", help="fail on malformed model answers instead of repairing")
-    rerank.add_argument("--query-batch-size", type=int, default=64, help="queries reranked together (default 64)")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("--output-dir", required=True, help="directory for run, metrics, traces, cache")
-    out.add_argument(
-        "--metrics", default=",".join(DEFAULT_METRICS), help=f"comma-separated (default {','.join(DEFAULT_METRICS)})"
-    )
-    out.add_argument("--average", choices=("both", "qrels"), default="both", help="trec_eval default: both")
-    out.add_argument(
-        "--scores", choices=("rank", "positional"), default="rank",
-        help="run scores: rank (n..1) or positional (official: first-stage scores stay with positions)",
-    )  # fmt: skip
-    out.add_argument("--tag", default="reasonrank", help="run tag (last column)")
-    out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
-    out.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return rerank
 
 
 def _option_value(text: str) -> Any:

@@ -196,18 +196,22 @@ def test_partial_failure_yields_completed_windows_first_and_stops_sending():
     assert [b["prompt"] for _, b, _ in rec.requests] == ["p0", "p1", "p2", "p2"]  # no new request after p2 failed
 
 
-def test_reranker_names_failed_windows_and_keeps_completed_ones():
+@pytest.mark.parametrize("schedule", ["lockstep", "streaming"])
+def test_reranker_names_failed_windows_and_keeps_completed_ones(schedule):
     def reply(body, url):
         if "query two" in body["prompt"]:
             return 503, "overloaded", {}
         return 200, completion(answer([1, 0, 2])), {}
 
     backend = make(Recorder(reply), max_retries=1, max_concurrency=1)
-    reranker = Reranker(backend, progress=False)
+    reranker = Reranker(backend, progress=False, schedule=schedule)
     with pytest.raises(WindowFailedError) as info:
         reranker.rerank_batch(["query one", "query two", "query three"], [["a", "b", "c"]] * 3, qids=["1", "2", "3"])
     err = info.value
-    assert err.failed == (("2", (0, 3)), ("3", (0, 3))) and err.completed == 1
+    if schedule == "lockstep":  # no new request after the failure: the third is named too
+        assert err.failed == (("2", (0, 3)), ("3", (0, 3))) and err.completed == 1
+    else:  # the third may have been sent before the failure was final; either way each window is accounted for
+        assert err.failed[0] == ("2", (0, 3)) and err.completed + len(err.failed) == 3
     assert "HTTP 503" in str(err) and isinstance(err.__cause__, RequestsFailedError)
 
 

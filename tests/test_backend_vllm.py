@@ -29,7 +29,9 @@ def stand_in_vllm(tmp_path, monkeypatch):
     """``import vllm`` gives the stand-in (in this process and in spawned replicas) for one test."""
     site = tmp_path / "site"
     (site / "vllm" / "lora").mkdir(parents=True)
-    (site / "vllm" / "__init__.py").write_text("from vllm_stand_in import LLM, SamplingParams\n")
+    (site / "vllm" / "__init__.py").write_text(
+        "from vllm_stand_in import LLM, AsyncEngineArgs, AsyncLLMEngine, SamplingParams\n"
+    )
     (site / "vllm" / "lora" / "__init__.py").write_text("")
     (site / "vllm" / "lora" / "request.py").write_text("from vllm_stand_in import LoRARequest\n")
     _purge_vllm()
@@ -38,6 +40,8 @@ def stand_in_vllm(tmp_path, monkeypatch):
 
     vllm_stand_in.ENGINES.clear()
     vllm_stand_in.CALLS.clear()
+    vllm_stand_in.ADDED.clear()
+    vllm_stand_in.ABORTED.clear()
     monkeypatch.setattr(vllm_stand_in, "RESPONDER", vllm_stand_in.default_responder)
     yield vllm_stand_in
     _purge_vllm()

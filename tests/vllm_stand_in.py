@@ -237,3 +237,112 @@ class LLM:
         self._counter += 1
         completion = CompletionOutput(0, text, ids, None, None, finish)
         return RequestOutput(str(self._counter), prompt, prompt_ids, None, [completion])
+
+
+# ---------------------------------------------------------------------------------------------- async engine
+
+#: every async request: (request_id, number of other requests decoding when it was added)
+ADDED: list[tuple[str, int]] = []
+#: request ids aborted before they finished (a cancelled caller)
+ABORTED: list[str] = []
+
+
+class AsyncEngineArgs:
+    """``vllm.AsyncEngineArgs``: the engine keyword arguments (unknown names raise TypeError)."""
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        unknown = set(kwargs) - _ENGINE_ARGS
+        if unknown:
+            raise TypeError(f"AsyncEngineArgs.__init__() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        self.kwargs = dict(kwargs, model=model)
+
+
+class AsyncLLMEngine:
+    """``vllm.AsyncLLMEngine`` / ``vllm.v1.engine.async_llm.AsyncLLM``: one engine that decodes every running
+    request a few tokens per step, takes new requests while others decode, and streams ``RequestOutput`` s
+    (``finished`` on the last) from ``generate(prompt, sampling_params, request_id)``, an async generator.
+
+    Like vLLM, its background loop belongs to the event loop that first used it (another loop gets a
+    RuntimeError), a request id may not be reused, and a generator closed early aborts its request.
+    """
+
+    TOKENS_PER_STEP = 16
+    STEP_SECONDS = 0.0005
+
+    def __init__(self, engine_args: AsyncEngineArgs) -> None:
+        self.offline = LLM(**engine_args.kwargs)  # the same checks and tokenizer
+        self._loop: Any = None
+        self._running: dict[str, Any] = {}  # request id -> its queue of outputs
+        self._seen: set[str] = set()
+        self._wake: Any = None
+
+    @classmethod
+    def from_engine_args(cls, engine_args: AsyncEngineArgs, **kwargs: Any) -> AsyncLLMEngine:
+        return cls(engine_args)
+
+    async def get_tokenizer(self, lora_request: LoRARequest | None = None) -> Any:
+        return self.offline.get_tokenizer()
+
+    async def generate(
+        self,
+        prompt: str,
+        sampling_params: SamplingParams,
+        request_id: str,
+        *,
+        lora_request: LoRARequest | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        import asyncio
+
+        if not isinstance(sampling_params, SamplingParams):
+            raise TypeError(f"sampling_params must be SamplingParams, got {type(sampling_params).__name__}")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop, self._wake = loop, asyncio.Event()
+            self._task = loop.create_task(self._engine_loop())
+        elif self._loop is not loop:
+            raise RuntimeError("the engine's background loop is attached to a different event loop")
+        if request_id in self._seen:
+            raise ValueError(f"Request id {request_id} already running.")
+        self._seen.add(request_id)
+        final = self.offline._one(prompt, sampling_params)  # the whole answer, revealed a step at a time
+        CALLS.append({"prompts": [prompt], "sampling_params": sampling_params, "use_tqdm": False, "lora": lora_request})
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        ADDED.append((request_id, len(self._running)))
+        self._running[request_id] = (queue, final, [0])
+        self._wake.set()
+        try:
+            while True:
+                output = await queue.get()
+                yield output
+                if output.finished:
+                    return
+        finally:
+            if self._running.pop(request_id, None) is not None:
+                ABORTED.append(request_id)
+
+    async def abort(self, request_id: str) -> None:
+        if self._running.pop(request_id, None) is not None:
+            ABORTED.append(request_id)
+
+    async def _engine_loop(self) -> None:
+        import asyncio
+
+        tok = self.offline.get_tokenizer()
+        while True:
+            if not self._running:
+                self._wake.clear()
+                await self._wake.wait()
+            await asyncio.sleep(self.STEP_SECONDS)
+            for request_id, (queue, final, shown) in list(self._running.items()):
+                completion = final.outputs[0]
+                shown[0] = min(len(completion.token_ids), shown[0] + self.TOKENS_PER_STEP)
+                done = shown[0] == len(completion.token_ids)
+                ids = list(completion.token_ids[: shown[0]])
+                text = completion.text if done else tok.decode(ids, skip_special_tokens=True)
+                partial = CompletionOutput(0, text, ids, None, None, completion.finish_reason if done else None)
+                queue.put_nowait(
+                    RequestOutput(request_id, final.prompt, final.prompt_token_ids, None, [partial], finished=done)
+                )
+                if done:
+                    del self._running[request_id]

@@ -168,6 +168,30 @@ class CachedBackend(Backend):
 
     # ------------------------------------------------------------------ keys and lookups
 
+    def _record(self, key: str, request: GenerationRequest, generation: Any, seconds: float) -> Generation:
+        """Store a fresh generation; the model time is part of the record, and what a replay of it reports."""
+        own = getattr(generation, "seconds", None)
+        generation = Generation(
+            generation.text,
+            getattr(generation, "output_tokens", None),
+            getattr(generation, "prompt_tokens", None),
+            getattr(generation, "finish_reason", None),
+            own if own is not None else seconds,
+        )
+        self.misses += 1
+        self._store(
+            CacheRecord(
+                key=key,
+                text=generation.text,
+                output_tokens=generation.output_tokens,
+                prompt_tokens=generation.prompt_tokens,
+                finish_reason=generation.finish_reason,
+                seconds=generation.seconds,
+                window=request.key,
+            )
+        )
+        return generation
+
     def key(self, prompt: str, sampling: SamplingParams) -> str:
         """The cache key of a prompt decoded with ``sampling`` by this model."""
         payload = json.dumps(
@@ -215,30 +239,30 @@ class CachedBackend(Backend):
             done[j] = True
             group = send[j]
             if isinstance(getattr(generation, "text", None), str):  # never store what the reranker will reject
-                # The model time is part of the record, and what a replay of it reports.
-                own = getattr(generation, "seconds", None)
-                generation = Generation(
-                    generation.text,
-                    getattr(generation, "output_tokens", None),
-                    getattr(generation, "prompt_tokens", None),
-                    getattr(generation, "finish_reason", None),
-                    own if own is not None else seconds,
-                )
-                self.misses += 1
-                self._store(
-                    CacheRecord(
-                        key=keys[group[0]],
-                        text=generation.text,
-                        output_tokens=generation.output_tokens,
-                        prompt_tokens=generation.prompt_tokens,
-                        finish_reason=generation.finish_reason,
-                        seconds=generation.seconds,
-                        window=requests[group[0]].key,
-                    )
-                )
+                generation = self._record(keys[group[0]], requests[group[0]], generation, seconds)
             self.hits += len(group) - 1  # identical requests in the batch share the one generation
             for i in group:
                 yield i, generation
+
+    @property
+    def can_stream(self) -> bool:
+        return self.inner.can_stream
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        """A stored generation, or the inner backend's (stored the moment it arrives)."""
+        key = self.request_key(request)
+        record = self._records.get(key)
+        if record is not None:
+            self.hits += 1
+            return record.generation()
+        started = time.perf_counter()
+        generation = await self.inner.agenerate(request)
+        if isinstance(getattr(generation, "text", None), str):  # never store what the reranker will reject
+            generation = self._record(key, request, generation, time.perf_counter() - started)
+        return generation
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)

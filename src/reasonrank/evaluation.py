@@ -322,8 +322,9 @@ def run_eval(
 
     ``model_id`` names the model for the cache (default: the backend's class and model path); give one
     whenever two different models could look alike, e.g. two ``FakeBackend`` responders.
-    Queries go to the reranker ``query_batch_size`` at a time (window round ``k`` of a batch in one backend
-    call); metrics are computed on the run as written (scores rounded to 6 decimals).
+    At most ``query_batch_size`` queries are in flight at a time (:meth:`Reranker.rerank_stream`: streamed
+    where the backend can stream, else in lockstep chunks of that many queries); metrics are computed on the
+    run as written (scores rounded to 6 decimals).
     """
     if not isinstance(reranker, Reranker):
         raise InvalidInputError(f"reranker must be a Reranker, got {type(reranker).__name__}")
@@ -357,20 +358,20 @@ def run_eval(
 
     try:
         with tqdm(total=len(qids), desc="queries", unit="q", disable=not progress) as bar:
-            for first in range(0, len(qids), query_batch_size):
-                batch = qids[first : first + query_batch_size]
-                results = session.rerank_batch(
-                    [data.queries[q] for q in batch],
-                    [data.candidates[q] for q in batch],
-                    window=window,
-                    step=step,
-                    top_k=top_k,
-                    qids=batch,
-                    progress=progress,
-                    strategy=plan_strategy,
-                )
-                rankings.extend(results)
-                bar.update(len(batch))
+            items = ((q, data.queries[q], data.candidates[q]) for q in qids)
+            for ranking in session.rerank_stream(
+                items,
+                window=window,
+                step=step,
+                top_k=top_k,
+                max_in_flight=query_batch_size,
+                progress=progress,
+                strategy=plan_strategy,
+            ):
+                rankings.append(ranking)
+                bar.update(1)
+        position = {q: k for k, q in enumerate(qids)}
+        rankings.sort(key=lambda r: position[r.qid or ""])  # streaming yields them as they complete
     except BaseException:
         logger.error(
             "reranking stopped; %d windows are cached in %s: rerun the same command to resume after them",

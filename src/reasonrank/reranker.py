@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+import weakref
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
-from ._errors import BackendError, InvalidInputError, MissingDependencyError, PassageTypeError, WindowFailedError
-from ._types import Passage, PassageLike, RankedPassage, Ranking, SamplingParams, WindowTrace, as_passages
-from .backends import Backend, GenerationRequest, get_backend_class
-from .backends._base import timed_stream
-from .parsing import parse_ranking
+from ._errors import InvalidInputError, MissingDependencyError, PassageTypeError
+from ._scheduler import (
+    Dispatcher,
+    QueryState,
+    SchedulerStats,
+    WindowCodec,
+    check_schedule,
+    finish,
+    iterate_in_thread,
+    run_lockstep,
+    run_queries,
+)
+from ._types import PassageLike, Ranking, SamplingParams, as_passages
+from .backends import Backend, get_backend_class
 from .presets import ModelPreset, find_preset
 from .prompts import Template, available_templates, get_template
-from .strategies import Plan, Strategy, Window, resolve_strategy
+from .strategies import Strategy, resolve_strategy
 from .window import check_window_args
 
 __all__ = ["Reranker"]
@@ -32,38 +43,9 @@ _SAMPLING_FIELDS = (
     "repetition_penalty",
     "seed",
 )
-_RERANKER_OPTIONS = ("tokenizer", "max_passage_tokens", "sampling", "strict", "keep_prompts", "progress")
-
-
-@dataclass
-class _QueryState:
-    """One query in flight: the current order (input indices by position) and its strategy's plan."""
-
-    qid: str | None
-    label: str
-    query: str
-    passages: list[Passage]
-    plan: Plan
-    order: list[int] = field(default_factory=list)
-    contents: list[str | None] = field(default_factory=list)
-    traces: list[WindowTrace] = field(default_factory=list)
-    windows: list[Window] = field(default_factory=list)  # the current round's windows
-
-    def __post_init__(self) -> None:
-        self.order = list(range(len(self.passages)))
-        self.contents = [None] * len(self.passages)
-
-
-@dataclass
-class _Job:
-    """One window of one query in the current round, and its parsed result once it is back."""
-
-    state: _QueryState
-    window: Window
-    number: int  # the window's number within its query
-    request: GenerationRequest
-    trace: WindowTrace | None = None
-    ranked: tuple[int, ...] = ()
+_RERANKER_OPTIONS = ("tokenizer", "max_passage_tokens", "sampling", "strict", "keep_prompts", "progress", "schedule")
+#: queries a ``rerank_stream`` keeps started and not yet taken by its caller
+DEFAULT_MAX_IN_FLIGHT = 64
 
 
 def _load_tokenizer(name: str) -> Any:
@@ -89,6 +71,12 @@ class Reranker:
     and truncates passages as the official code does; without one, prompts are rendered with the built-in Qwen2.5
     ChatML template and passages are not truncated. ``max_passage_tokens=None`` means the template's default (512
     tokens for the ReasonRank templates, as in the official BRIGHT runs; the official BEIR/TREC-DL runs used 100).
+
+    ``schedule`` (default for every call; each call may override it): ``"streaming"`` advances every query as
+    soon as its own windows are back, ``"lockstep"`` sends window round ``k`` of every query in one backend
+    call (the official batch composition), ``"auto"`` streams where the backend can
+    (:attr:`Backend.can_stream`) and runs lockstep otherwise. Both give the same rankings and traces for
+    deterministic decoding (docs/scaling-out.md).
     """
 
     def __init__(
@@ -102,6 +90,7 @@ class Reranker:
         strict: bool = False,
         keep_prompts: bool = False,
         progress: bool = True,
+        schedule: str = "auto",
         **backend_options: Any,
     ) -> None:
         if isinstance(backend, str):
@@ -141,6 +130,12 @@ class Reranker:
         self.strict = strict
         self.keep_prompts = keep_prompts
         self.progress = progress
+        self.schedule = check_schedule(schedule)
+        #: counts of windows and backend calls over the reranker's lifetime (all calls, all event loops)
+        self.stats = SchedulerStats()
+        self._dispatchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Dispatcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_pretrained(
@@ -210,6 +205,7 @@ class Reranker:
         qid: str | None = None,
         window_mode: str = "fixed",
         strategy: str | Strategy = "sliding",
+        schedule: str | None = None,
     ) -> Ranking:
         """Rerank ``passages`` for ``query``; the first ``top_k`` only if given (the rest keep their order).
 
@@ -218,6 +214,7 @@ class Reranker:
         parallel calls: lower latency, not the setting the models were evaluated with).
         ``window_mode="faithful"`` runs RankGPT's/REARANK's sliding-window loop with its quirks (see
         :func:`reasonrank.window_schedule`); the default ``"fixed"`` always covers every candidate.
+        ``schedule``: see :class:`Reranker` (default: the reranker's).
         """
         return self.rerank_batch(
             [query],
@@ -228,6 +225,7 @@ class Reranker:
             qids=None if qid is None else [qid],
             window_mode=window_mode,
             strategy=strategy,
+            schedule=schedule,
         )[0]
 
     def rerank_batch(
@@ -242,33 +240,228 @@ class Reranker:
         progress: bool | None = None,
         window_mode: str = "fixed",
         strategy: str | Strategy = "sliding",
+        schedule: str | None = None,
     ) -> list[Ranking]:
-        """Rerank many queries, sending the windows of round ``k`` of every query to the backend in one call.
+        """Rerank many queries; one :class:`Ranking` per query, in input order.
 
-        Queries with fewer candidates simply have fewer rounds. ``progress`` (default: the reranker's
-        setting) shows a tqdm bar over windows. ``strategy`` and ``window_mode``: see :meth:`rerank`; in
-        faithful mode ``top_k`` is the official ``rank_end`` and is not clamped to a query's candidate count.
+        Every query's state is built up front: for very many queries use :meth:`rerank_stream`. With the
+        ``"lockstep"`` schedule, window round ``k`` of every query goes to the backend in one call (queries
+        with fewer candidates simply have fewer rounds); with ``"streaming"`` each query advances on its own.
+        ``progress`` (default: the reranker's setting) shows a tqdm bar over windows. ``strategy`` and
+        ``window_mode``: see :meth:`rerank`; in faithful mode ``top_k`` is the official ``rank_end`` and is not
+        clamped to a query's candidate count.
         """
+        lockstep = self._lockstep(schedule)
+        states = self._start(
+            queries, passages_per_query, window, step, top_k, qids, resolve_strategy(strategy, window_mode)
+        )
+        with self._bar(progress, sum(s.plan.expected_windows for s in states)) as bar:
+            if lockstep:
+                run_lockstep(self._codec(), self.backend, states, bar.update)
+                rankings = [finish(s) for s in states]
+            else:
+                codec = self._codec()
+
+                def drive(slots: asyncio.Semaphore) -> AsyncIterator[tuple[QueryState, Ranking]]:
+                    return run_queries(
+                        codec, self._dispatcher(), states, lockstep=False, max_in_flight=len(states) or 1,
+                        on_window=bar.update,
+                    )  # fmt: skip
+
+                done = dict(iterate_in_thread(drive, self.backend, slots=len(states) or 1))
+                rankings = [done[s] for s in states]
+            bar.total = bar.n  # plans may finish early (e.g. tdpart when nothing beats the pivot)
+            bar.refresh()
+        return rankings
+
+    async def arerank(
+        self,
+        query: str,
+        passages: Sequence[PassageLike],
+        *,
+        window: int = 20,
+        step: int = 10,
+        top_k: int | None = None,
+        qid: str | None = None,
+        window_mode: str = "fixed",
+        strategy: str | Strategy = "sliding",
+        schedule: str | None = None,
+    ) -> Ranking:
+        """:meth:`rerank` in the caller's event loop (servers, async RAG frameworks).
+
+        Concurrent calls on one reranker share its backend: their windows are batched together (batch-only
+        backends) or share the backend's in-flight pool (streaming backends). Cancelling the awaiting task
+        cancels the query's windows: those not yet sent are never sent, those in flight are cancelled where
+        the backend allows it. No progress bar.
+
+        >>> import asyncio
+        >>> from reasonrank import Reranker
+        >>> from reasonrank.backends import FakeBackend
+        >>> asyncio.run(Reranker(FakeBackend(), progress=False).arerank("q", ["a", "b"])).docids
+        ['0', '1']
+        """
+        rankings = await self.arerank_batch(
+            [query],
+            [passages],
+            window=window,
+            step=step,
+            top_k=top_k,
+            qids=None if qid is None else [qid],
+            progress=False,
+            window_mode=window_mode,
+            strategy=strategy,
+            schedule=schedule,
+        )
+        return rankings[0]
+
+    async def arerank_batch(
+        self,
+        queries: Sequence[str],
+        passages_per_query: Sequence[Sequence[PassageLike]],
+        *,
+        window: int = 20,
+        step: int = 10,
+        top_k: int | None = None,
+        qids: Sequence[str] | None = None,
+        progress: bool | None = None,
+        window_mode: str = "fixed",
+        strategy: str | Strategy = "sliding",
+        schedule: str | None = None,
+    ) -> list[Ranking]:
+        """:meth:`rerank_batch` in the caller's event loop; see :meth:`arerank`. Rankings in input order."""
+        lockstep = self._lockstep(schedule)
+        states = self._start(
+            queries, passages_per_query, window, step, top_k, qids, resolve_strategy(strategy, window_mode)
+        )
+        done: dict[QueryState, Ranking] = {}
+        with self._bar(progress, sum(s.plan.expected_windows for s in states)) as bar:
+            driver = run_queries(
+                self._codec(), self._dispatcher(), states, lockstep=lockstep, max_in_flight=len(states) or 1,
+                on_window=bar.update,
+            )  # fmt: skip
+            try:
+                async for state, ranking in driver:
+                    done[state] = ranking
+            finally:
+                await driver.aclose()
+            bar.total = bar.n
+            bar.refresh()
+        return [done[s] for s in states]
+
+    def rerank_stream(
+        self,
+        items: Iterable[tuple[str | None, str, Sequence[PassageLike]]],
+        *,
+        window: int = 20,
+        step: int = 10,
+        top_k: int | None = None,
+        window_mode: str = "fixed",
+        strategy: str | Strategy = "sliding",
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        progress: bool | None = None,
+        schedule: str | None = None,
+    ) -> Iterator[Ranking]:
+        """Rerank ``(qid, query, passages)`` items from any iterable, yielding each :class:`Ranking` (its
+        ``qid`` set) as it completes, in bounded memory.
+
+        At most ``max_in_flight`` queries are read from ``items`` and not yet handed to the caller, so a
+        generator over a file of any size works. With the ``"streaming"`` schedule rankings come in the order
+        they complete; with ``"lockstep"`` the items go through in chunks of ``max_in_flight`` queries (window
+        round ``k`` of a chunk in one backend call), each chunk's rankings in input order. An item that is not
+        a valid query raises :class:`InvalidInputError` when it is reached. Closing the iterator early
+        cancels the windows not yet back.
+
+        >>> from reasonrank import Reranker
+        >>> from reasonrank.backends import FakeBackend
+        >>> items = (("q%d" % i, "query", ["a", "b"]) for i in range(3))
+        >>> [r.qid for r in Reranker(FakeBackend(), progress=False).rerank_stream(items, max_in_flight=2)]
+        ['q0', 'q1', 'q2']
+        """
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+            raise InvalidInputError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")
+        if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            raise InvalidInputError("items must be an iterable of (qid, query, passages) tuples")
+        lockstep = self._lockstep(schedule)
         plan_strategy = resolve_strategy(strategy, window_mode)
-        states = self._start(queries, passages_per_query, window, step, top_k, qids, plan_strategy)
+        check_window_args(window, step)
+        return self._stream(items, window, step, top_k, plan_strategy, max_in_flight, progress, lockstep)
+
+    # ------------------------------------------------------------------ internals
+
+    def _stream(
+        self,
+        items: Iterable[tuple[str | None, str, Sequence[PassageLike]]],
+        window: int,
+        step: int,
+        top_k: int | None,
+        strategy: Strategy,
+        max_in_flight: int,
+        progress: bool | None,
+        lockstep: bool,
+    ) -> Iterator[Ranking]:
+        states = (self._item_state(k, item, window, step, top_k, strategy) for k, item in enumerate(items))
+        with self._bar(progress, 0) as bar:
+
+            def on_start(state: QueryState) -> None:
+                bar.total += state.plan.expected_windows
+
+            if lockstep:
+                codec, chunk = self._codec(), []
+                for state in states:
+                    on_start(state)
+                    chunk.append(state)
+                    if len(chunk) == max_in_flight:
+                        run_lockstep(codec, self.backend, chunk, bar.update)
+                        yield from map(finish, chunk)
+                        chunk = []
+                run_lockstep(codec, self.backend, chunk, bar.update)
+                yield from map(finish, chunk)
+            else:
+                codec = self._codec()
+
+                def drive(slots: asyncio.Semaphore) -> AsyncIterator[tuple[QueryState, Ranking]]:
+                    return run_queries(
+                        codec, self._dispatcher(), states, lockstep=False, max_in_flight=max_in_flight,
+                        on_window=bar.update, on_start=on_start, slots=slots,
+                    )  # fmt: skip
+
+                for _, ranking in iterate_in_thread(drive, self.backend, slots=max_in_flight):
+                    yield ranking
+            bar.total = bar.n
+            bar.refresh()
+
+    def _item_state(
+        self, k: int, item: Any, window: int, step: int, top_k: int | None, strategy: Strategy
+    ) -> QueryState:
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise InvalidInputError(f"item {k}: expected a (qid, query, passages) tuple, got {type(item).__name__}")
+        qid, query, passages = item
+        state = self._start([query], [passages], window, step, top_k, None if qid is None else [qid], strategy)[0]
+        state.label = f"query {k}" + (f" (qid {state.qid})" if state.qid is not None else "")
+        return state
+
+    def _lockstep(self, schedule: str | None) -> bool:
+        chosen = check_schedule(self.schedule if schedule is None else schedule)
+        return chosen == "lockstep" or (chosen == "auto" and not self.backend.can_stream)
+
+    def _codec(self) -> WindowCodec:
+        return WindowCodec(
+            self.template, self.tokenizer, self.max_passage_tokens, self.sampling, self.strict, self.keep_prompts
+        )
+
+    def _dispatcher(self) -> Dispatcher:
+        """The dispatcher of the running event loop: every call of this reranker in the loop shares it."""
+        loop = asyncio.get_running_loop()
+        dispatcher = self._dispatchers.get(loop)
+        if dispatcher is None or dispatcher.backend is not self.backend:
+            dispatcher = self._dispatchers[loop] = Dispatcher(self.backend, self.stats)
+        return dispatcher
+
+    def _bar(self, progress: bool | None, total: int) -> Any:
         from tqdm.auto import tqdm
 
         show = self.progress if progress is None else progress
-        with tqdm(
-            total=sum(s.plan.expected_windows for s in states), desc="windows", unit="win", disable=not show
-        ) as bar:
-            round_index = 0
-            while True:
-                jobs = self._next_jobs(states, round_index)
-                if not jobs:
-                    break
-                self._run_round(round_index, jobs, bar.update)
-                round_index += 1
-            bar.total = bar.n  # plans may finish early (e.g. tdpart when nothing beats the pivot)
-            bar.refresh()
-        return [self._finish(s) for s in states]
-
-    # ------------------------------------------------------------------ internals
+        return tqdm(total=total, desc="windows", unit="win", disable=not show)
 
     def _start(
         self,
@@ -279,7 +472,7 @@ class Reranker:
         top_k: int | None,
         qids: Sequence[str] | None,
         strategy: Strategy,
-    ) -> list[_QueryState]:
+    ) -> list[QueryState]:
         check_window_args(window, step)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise InvalidInputError(f"top_k must be an int >= 1 (or None for all passages), got {top_k!r}")
@@ -308,134 +501,11 @@ class Reranker:
             if not passages:
                 raise InvalidInputError(f"{label}: no passages to rerank; pass at least one passage")
             states.append(
-                _QueryState(
+                QueryState(
                     qid, label, query, passages, strategy.plan(len(passages), window=window, step=step, top_k=top_k)
                 )
             )
         return states
-
-    def _content(self, state: _QueryState, index: int) -> str:
-        # A passage's prompt text does not depend on its window: compute it once (fix_text and tokenizing
-        # are the expensive parts of building a prompt).
-        content = state.contents[index]
-        if content is None:
-            content = self.template.passage_content(
-                state.passages[index], tokenizer=self.tokenizer, max_passage_tokens=self.max_passage_tokens
-            )
-            state.contents[index] = content
-        return content
-
-    def _next_jobs(self, states: list[_QueryState], round_index: int) -> list[_Job]:
-        jobs: list[_Job] = []
-        for state in states:
-            state.windows = state.plan.next_round(state.order)
-            for number, window in enumerate(state.windows, start=len(state.traces)):
-                if len(window) < 2:  # a window of one passage cannot change the order: no model call for it
-                    raise AssertionError(f"{state.label}: strategy produced a window of {len(window)} passage(s)")
-                jobs.append(_Job(state, window, number, self._request(state, window, number)))
-        return jobs
-
-    def _request(self, state: _QueryState, window: Window, number: int) -> GenerationRequest:
-        indices = [state.order[p] for p in window.positions]
-        contents = tuple(self._content(state, i) for i in indices)
-        messages = self.template.messages_from_contents(state.query, contents)
-        return GenerationRequest(
-            prompt=self.template.render_messages(messages, self.tokenizer),
-            messages=tuple(messages),
-            sampling=self.template.sampling_for_window(len(indices), self.sampling, self.tokenizer),
-            query=state.query,
-            docids=tuple(self._docid(state, i) for i in indices),
-            contents=contents,
-            key=f"{state.label} window {number} [{window.start}, {window.end})",
-        )
-
-    @staticmethod
-    def _docid(state: _QueryState, index: int) -> str:
-        docid = state.passages[index].docid
-        return docid if docid is not None else str(index)
-
-    def _run_round(self, round_index: int, jobs: list[_Job], on_window: Callable[[int], Any] | None = None) -> None:
-        results = timed_stream(self.backend, [job.request for job in jobs])
-        done = [False] * len(jobs)
-        while True:
-            try:
-                i, generation, seconds = next(results)
-            except StopIteration:
-                break
-            except Exception as e:  # the backend failed: say which windows are lost, keep the cause
-                failed = [
-                    (j.state.qid or j.state.label, (j.window.start, j.window.end))
-                    for j, ok in zip(jobs, done)
-                    if not ok
-                ]
-                names = ", ".join(f"{q} {list(w)}" for q, w in failed[:5]) + (" ..." if len(failed) > 5 else "")
-                first = jobs[done.index(False)] if not all(done) else jobs[0]
-                raise WindowFailedError(
-                    f"backend {type(self.backend).__name__} failed in window round {round_index} "
-                    f"({len(failed)} of {len(jobs)} windows not completed: {names}): {type(e).__name__}: {e}",
-                    failed=failed,
-                    completed=sum(done),
-                    query=first.state.query,
-                    qid=first.state.qid,
-                    window=(first.window.start, first.window.end),
-                ) from e
-            if not 0 <= i < len(jobs) or done[i]:
-                raise BackendError(f"backend {self.backend!r} returned result index {i} twice or out of range")
-            done[i] = True
-            self._read(jobs[i], round_index, generation, seconds)
-            if on_window is not None:  # progress moves per window as results stream in
-                on_window(1)
-        if not all(done):
-            missing = [j.request.key for j, ok in zip(jobs, done) if not ok]
-            raise BackendError(
-                f"backend {type(self.backend).__name__} returned no result for {len(missing)} window(s) "
-                f"of round {round_index}: {', '.join(missing[:5])}",
-                query=jobs[done.index(False)].state.query,
-                window=round_index,
-            )
-        # Every window of the round is back: each query's plan turns its windows' rankings into a new order.
-        by_state: dict[int, list[_Job]] = {}
-        for job in jobs:
-            by_state.setdefault(id(job.state), []).append(job)
-        for state_jobs in by_state.values():
-            state = state_jobs[0].state
-            new_order = state.plan.update(state.order, state.windows, [j.ranked for j in state_jobs])
-            if sorted(new_order) != sorted(state.order):
-                raise AssertionError(f"{state.label}: strategy {state.plan!r} lost or duplicated passages")
-            state.order = new_order
-            state.traces.extend(j.trace for j in state_jobs if j.trace is not None)
-
-    def _read(self, job: _Job, round_index: int, generation: Any, seconds: float) -> None:
-        request, window = job.request, job.window
-        if not isinstance(getattr(generation, "text", None), str):
-            raise BackendError(f"backend returned {generation!r} for {request.key}; expected a Generation")
-        parsed = parse_ranking(generation.text, len(window), style=self.template.parser_style, strict=self.strict)
-        job.ranked = tuple(window.positions[j] for j in parsed.order)
-        if parsed.repairs:
-            logger.debug("%s: repaired %s", request.key, [r.kind for r in parsed.repairs])
-        job.trace = WindowTrace(
-            round=round_index,
-            start=window.start,
-            end=window.end,
-            docids=request.docids,
-            output=generation.text,
-            order=parsed.order,
-            reasoning=parsed.reasoning,
-            answer=parsed.answer,
-            repairs=parsed.repairs,
-            prompt_tokens=generation.prompt_tokens,
-            output_tokens=generation.output_tokens,
-            finish_reason=generation.finish_reason,
-            seconds=seconds,
-            prompt=request.prompt if self.keep_prompts else None,
-        )
-
-    @staticmethod
-    def _finish(state: _QueryState) -> Ranking:
-        if sorted(state.order) != list(range(len(state.passages))):  # cannot happen: parse_ranking permutes
-            raise AssertionError(f"{state.label}: order is not a permutation")
-        passages = [RankedPassage.from_passage(state.passages[i], i) for i in state.order]
-        return Ranking(query=state.query, passages=passages, windows=state.traces, qid=state.qid)
 
     def __repr__(self) -> str:
         return f"Reranker(backend={self.backend!r}, template={self.template.name!r})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -49,7 +50,10 @@ class Backend(ABC):
     """Base class of model backends.
 
     A backend implements :meth:`generate`; one that can hand results back as they finish (so progress bars
-    move and caches fill during a long batch) also overrides :meth:`stream`. ``tokenizer`` is the model's
+    move and caches fill during a long batch) also overrides :meth:`stream`. One that can take requests one
+    at a time while others run (a server, an async engine, continuous batching) overrides :meth:`agenerate`:
+    the reranker then streams windows to it (each query advances as soon as its own windows are back)
+    instead of sending window rounds in lockstep batches. ``tokenizer`` is the model's
     Hugging Face tokenizer when the backend has one: the reranker uses it to render the chat template and
     truncate passages exactly as the official code does.
 
@@ -74,6 +78,25 @@ class Backend(ABC):
     def stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         """Yield ``(request_index, generation)`` as results complete; every index exactly once."""
         yield from enumerate(self.generate(requests))
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        """Generate one output without blocking the event loop.
+
+        Backends that take requests while others run override this (and :attr:`can_stream` becomes true); the
+        default runs ``generate([request])`` in a worker thread. The reranker does not call the default: it
+        batches the windows of batch-only backends itself. Cancelling the awaiting task should cancel the
+        request where the backend allows it.
+        """
+        loop = asyncio.get_running_loop()
+        return (await loop.run_in_executor(None, self.generate, [request]))[0]
+
+    @property
+    def can_stream(self) -> bool:
+        """Whether :meth:`agenerate` takes requests one at a time while others run (it is overridden)."""
+        return type(self).agenerate is not Backend.agenerate
+
+    async def aclose(self) -> None:
+        """Release what :meth:`agenerate` holds in the running event loop (connections). The default does nothing."""
 
     def close(self) -> None:
         """Release resources (servers, GPU memory). The default does nothing."""

@@ -21,6 +21,7 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -228,6 +229,9 @@ class OpenAIBackend(Backend):
         self._http_options = dict(http_options or {})
         self._transport = transport
         self._tokenizer = _load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self._connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connection] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_pretrained(
@@ -349,6 +353,93 @@ class OpenAIBackend(Backend):
             results[index] = generation
         return results  # type: ignore[return-value]
 
+    async def _send(self, client: Any, servers: _Servers, body: dict[str, Any], key: str) -> Generation:
+        """POST one request with retries and failover; :class:`_Fatal` when it will not succeed."""
+        httpx = _import_httpx()
+        b = self
+        path = "/completions" if b.mode == "completions" else "/chat/completions"
+        last_url = None
+        reason = ""
+        for attempt in range(b.max_retries + 1):
+            url = servers.acquire(avoid=last_url)
+            last_url = url
+            delay = min(b.retry_backoff_max, b.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0)
+            b.stats.attempts += 1
+            try:
+                response = await client.post(url + path, json=body)
+            except httpx.TimeoutException:
+                reason = f"POST {url}{path} timed out (timeout={b.timeout:g}s)"
+            except httpx.TransportError as e:
+                reason = f"POST {url}{path} failed: {type(e).__name__}: {e}"
+            else:
+                status = response.status_code
+                if status == 200:
+                    servers.release(url, failed=False)
+                    try:
+                        generation = b._parse(response.json())
+                    except ValueError:
+                        raise _Fatal(f"POST {url}{path}: the answer is not JSON: {response.text[:300]!r}") from None
+                    b.stats.per_server[url] = b.stats.per_server.get(url, 0) + 1
+                    return generation
+                detail = response.text[:300].strip()
+                reason = f"POST {url}{path} -> HTTP {status}: {detail}"
+                if status not in RETRY_STATUSES:
+                    servers.release(url, failed=False)
+                    raise _Fatal(reason + _hint(status))
+                retry_after = _retry_after(response.headers.get("retry-after"))
+                if retry_after is not None:
+                    delay = min(b.retry_backoff_max, max(delay, retry_after))
+            servers.release(url, failed=True, cooldown=delay)
+            if attempt == b.max_retries:
+                break
+            b.stats.retries += 1
+            logger.info("%s: %s; retry %d/%d in %.2fs", key, b._redact(reason), attempt + 1, b.max_retries, delay)
+            await asyncio.sleep(delay)
+        raise _Fatal(f"gave up after {b.max_retries + 1} attempts; last: {reason}")
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        """Send one request from the running event loop, as soon as fewer than ``max_concurrency`` per server are
+        in flight (all callers in the loop share the connections and the bound). Cancelling the awaiting task
+        cancels the HTTP request. Raises :class:`RequestsFailedError` when it fails for good."""
+        body = self.request_body(request)
+        connection = self._connection()
+        key = request.key or "request"
+        async with connection.gate:
+            try:
+                generation = await self._send(connection.client, connection.servers, body, key)
+            except _Fatal as e:
+                self.stats.failed += 1
+                reason = self._redact(str(e))
+                logger.warning("%s failed: %s", key, reason)
+                raise RequestsFailedError(f"{key} did not complete: {reason}", failed={0: reason}) from None
+        self.stats.completed += 1
+        return generation
+
+    def _connection(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        connection = self._connections.get(loop)
+        if connection is None:
+            connection = self._connections[loop] = _Connection(self)
+        return connection
+
+    async def aclose(self) -> None:
+        """Close the connections :meth:`agenerate` opened in the running event loop."""
+        connection = self._connections.pop(asyncio.get_running_loop(), None)
+        if connection is not None:
+            await connection.client.aclose()
+
+    def _client_options(self, width: int) -> dict[str, Any]:
+        httpx = _import_httpx()
+        options: dict[str, Any] = {
+            "timeout": httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            "limits": httpx.Limits(max_connections=width, max_keepalive_connections=width),
+            "headers": self._client_headers(),
+            **self._http_options,
+        }
+        if self._transport is not None:
+            options["transport"] = self._transport
+        return options
+
     def _redact(self, text: str) -> str:
         key = self._api_key.get()
         return text.replace(key, "<hidden>") if key else text
@@ -359,6 +450,17 @@ class OpenAIBackend(Backend):
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
+
+
+class _Connection:
+    """What :meth:`OpenAIBackend.agenerate` keeps per event loop: one client, the servers' loads, the bound."""
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        httpx = _import_httpx()
+        width = backend.max_concurrency * len(backend.base_urls)
+        self.client = httpx.AsyncClient(**backend._client_options(width))
+        self.servers = _Servers(backend.base_urls)
+        self.gate = asyncio.Semaphore(width)
 
 
 class _Run:
@@ -394,16 +496,8 @@ class _Run:
         self._task = asyncio.current_task()
         servers = _Servers(b.base_urls)
         width = b.max_concurrency * len(b.base_urls)
-        client_options: dict[str, Any] = {
-            "timeout": httpx.Timeout(b.timeout, connect=b.connect_timeout),
-            "limits": httpx.Limits(max_connections=width, max_keepalive_connections=width),
-            "headers": b._client_headers(),
-            **b._http_options,
-        }
-        if b._transport is not None:
-            client_options["transport"] = b._transport
         gate = asyncio.Semaphore(width)
-        async with httpx.AsyncClient(**client_options) as client:
+        async with httpx.AsyncClient(**b._client_options(width)) as client:
             await asyncio.gather(*(self._one(client, servers, gate, i) for i in range(len(self.requests))))
         if self.failed:
             self.results.put(self._error())
@@ -423,7 +517,9 @@ class _Run:
                 self.failed[i] = "not sent: an earlier request failed for good"
                 return
             try:
-                generation = await self._attempts(client, servers, i)
+                generation = await self.backend._send(
+                    client, servers, self.bodies[i], self.requests[i].key or f"request {i}"
+                )
             except _Fatal as e:
                 self.failed[i] = self.backend._redact(str(e))
                 self.backend.stats.failed += 1
@@ -432,50 +528,6 @@ class _Run:
                 return
             self.backend.stats.completed += 1
             self.results.put((i, generation))
-
-    async def _attempts(self, client: Any, servers: _Servers, i: int) -> Generation:
-        httpx = _import_httpx()
-        b = self.backend
-        path = "/completions" if b.mode == "completions" else "/chat/completions"
-        key = self.requests[i].key or f"request {i}"
-        last_url = None
-        reason = ""
-        for attempt in range(b.max_retries + 1):
-            url = servers.acquire(avoid=last_url)
-            last_url = url
-            delay = min(b.retry_backoff_max, b.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0)
-            b.stats.attempts += 1
-            try:
-                response = await client.post(url + path, json=self.bodies[i])
-            except httpx.TimeoutException:
-                reason = f"POST {url}{path} timed out (timeout={b.timeout:g}s)"
-            except httpx.TransportError as e:
-                reason = f"POST {url}{path} failed: {type(e).__name__}: {e}"
-            else:
-                status = response.status_code
-                if status == 200:
-                    servers.release(url, failed=False)
-                    try:
-                        generation = b._parse(response.json())
-                    except ValueError:
-                        raise _Fatal(f"POST {url}{path}: the answer is not JSON: {response.text[:300]!r}") from None
-                    b.stats.per_server[url] = b.stats.per_server.get(url, 0) + 1
-                    return generation
-                detail = response.text[:300].strip()
-                reason = f"POST {url}{path} -> HTTP {status}: {detail}"
-                if status not in RETRY_STATUSES:
-                    servers.release(url, failed=False)
-                    raise _Fatal(reason + _hint(status))
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                if retry_after is not None:
-                    delay = min(b.retry_backoff_max, max(delay, retry_after))
-            servers.release(url, failed=True, cooldown=delay)
-            if attempt == b.max_retries:
-                break
-            b.stats.retries += 1
-            logger.info("%s: %s; retry %d/%d in %.2fs", key, b._redact(reason), attempt + 1, b.max_retries, delay)
-            await asyncio.sleep(delay)
-        raise _Fatal(f"gave up after {b.max_retries + 1} attempts; last: {reason}")
 
 
 def _retry_after(value: str | None) -> float | None:

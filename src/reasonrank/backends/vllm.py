@@ -2,15 +2,22 @@
 
 Install with ``pip install 'reasonrank[vllm]'`` (Linux with a CUDA GPU). ``data_parallel_size=N`` starts N
 engine replicas in their own processes, each on its own ``tensor_parallel_size`` GPUs, and splits every window
-round between them.
+round between them. ``engine="async"`` (or ``VLLMBackend(AsyncLLMEngine(...))``) uses vLLM's async engine
+instead: one engine, each window added as soon as it is ready while others decode, so every query advances on
+its own (the reranker's streaming schedule).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import inspect
+import itertools
 import logging
 import multiprocessing
 import os
+import threading
 import traceback
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -81,6 +88,67 @@ class _Engine:
         if len(outputs) != len(prompts):
             raise BackendError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
         return [_to_generation(out) for out in outputs]
+
+
+class _AsyncEngine:
+    """vLLM's async engine (``AsyncLLMEngine``/``AsyncLLM``: ``generate(prompt, sampling_params, request_id)`` is
+    an async generator of ``RequestOutput`` s) on one event loop of its own, in one thread.
+
+    The engine's background loop lives in the event loop that first used it, so every request goes through
+    this one loop, from any caller (sync ``stream`` or ``agenerate`` from other loops). Cancelling a request's
+    task closes its generator, which makes vLLM abort the request.
+    """
+
+    def __init__(self, engine: Any, lora_request: Any = None) -> None:
+        self.llm = engine
+        self.lora_request = lora_request
+        self.loop = asyncio.new_event_loop()
+        self._ids = itertools.count()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="reasonrank-vllm-engine", daemon=True)
+        self._thread.start()
+        self._finalizer = weakref.finalize(self, _stop_loop, self.loop, self._thread)
+
+    def call(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def tokenizer(self) -> Any:
+        result = self.llm.get_tokenizer()
+        return self.call(result).result() if inspect.isawaitable(result) else result
+
+    async def generate(self, prompt: str, sampling: SamplingParams) -> Generation:
+        final = None
+        request_id = f"reasonrank-{next(self._ids)}"
+        async for output in self.llm.generate(
+            prompt, to_vllm_sampling(sampling), request_id, lora_request=self.lora_request
+        ):
+            final = output
+        if final is None or not final.finished:
+            raise BackendError(f"vLLM's async engine ended request {request_id} without a finished output")
+        return _to_generation(final)
+
+    def stream(
+        self, prompts: Sequence[str], samplings: Sequence[SamplingParams]
+    ) -> Iterator[tuple[list[int], list[Generation]]]:
+        futures = {self.call(self.generate(p, s)): i for i, (p, s) in enumerate(zip(prompts, samplings))}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield [futures[future]], [future.result()]
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=30)
+
+
+def _is_async_engine(engine: Any) -> bool:
+    return inspect.isasyncgenfunction(getattr(engine, "generate", None))
 
 
 def _to_generation(request_output: Any) -> Generation:
@@ -248,13 +316,18 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __init__(self, llm: Any, *, lora_request: Any = None, use_tqdm: bool = False, tokenizer: Any = None) -> None:
-        self._runner: _Engine | _ReplicaPool = (
-            llm if isinstance(llm, _ReplicaPool) else _Engine(llm, lora_request, use_tqdm)
-        )
+        self._runner: _Engine | _ReplicaPool | _AsyncEngine
+        if isinstance(llm, _ReplicaPool):
+            self._runner = llm
+        elif _is_async_engine(llm):
+            self._runner = _AsyncEngine(llm, lora_request)
+        else:
+            self._runner = _Engine(llm, lora_request, use_tqdm)
         if tokenizer is None:
             if isinstance(llm, _ReplicaPool):
                 raise InvalidInputError("a replica pool needs tokenizer=")
-            tokenizer = llm.get_tokenizer()
+            runner = self._runner
+            tokenizer = runner.tokenizer() if isinstance(runner, _AsyncEngine) else llm.get_tokenizer()
         self._tokenizer = tokenizer
 
     @classmethod
@@ -274,6 +347,7 @@ class VLLMBackend(Backend):
         revision: str | None = None,
         trust_remote_code: bool = False,
         use_tqdm: bool = False,
+        engine: str = "offline",
         engine_options: Mapping[str, Any] | None = None,
         **more_engine_options: Any,
     ) -> VLLMBackend:
@@ -286,7 +360,16 @@ class VLLMBackend(Backend):
         ``LLM`` does not do data parallelism in one process). Any other ``vllm.LLM``/``EngineArgs`` keyword
         (``enforce_eager``, ``quantization``, ``seed``, ``download_dir``, ``max_num_seqs``, ...) passes through,
         as keyword arguments or as ``engine_options={...}``.
+
+        ``engine="async"`` builds ``vllm.AsyncLLMEngine.from_engine_args(AsyncEngineArgs(...))`` instead of
+        ``vllm.LLM`` (same settings): windows are added to the running engine as soon as they are ready, so the
+        reranker streams (each query advances on its own) instead of one ``generate`` per window round; the
+        outputs are the same for greedy decoding. ``"offline"`` (the default) keeps the official batch calls.
         """
+        if engine not in ("offline", "async"):
+            raise InvalidInputError(f"engine must be 'offline' (vllm.LLM) or 'async' (AsyncLLMEngine), got {engine!r}")
+        if engine == "async" and data_parallel_size != 1:
+            raise InvalidInputError("engine='async' runs one engine: use data_parallel_size=1 (or several servers)")
         for name, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
@@ -309,6 +392,10 @@ class VLLMBackend(Backend):
         kwargs.update(engine_options or {})
         kwargs.update(more_engine_options)
         vllm = _import_vllm()
+        if engine == "async":
+            logger.info("loading %s on vLLM's async engine (tensor_parallel_size=%d)", model, tensor_parallel_size)
+            async_engine = vllm.AsyncLLMEngine.from_engine_args(vllm.AsyncEngineArgs(**kwargs))
+            return cls(async_engine, lora_request=_lora_request(lora_path))
         if data_parallel_size == 1:
             logger.info("loading %s on vLLM (tensor_parallel_size=%d)", model, tensor_parallel_size)
             return cls(vllm.LLM(**kwargs), lora_request=_lora_request(lora_path), use_tqdm=use_tqdm)
@@ -335,8 +422,19 @@ class VLLMBackend(Backend):
 
     @property
     def llm(self) -> Any:
-        """The ``vllm.LLM`` engine (``None`` with data parallelism: the engines live in replica processes)."""
-        return self._runner.llm if isinstance(self._runner, _Engine) else None
+        """The ``vllm.LLM`` or async engine (``None`` with data parallelism: the engines live in replica processes)."""
+        return self._runner.llm if isinstance(self._runner, (_Engine, _AsyncEngine)) else None
+
+    @property
+    def can_stream(self) -> bool:
+        """True on the async engine: windows are added one at a time while others decode."""
+        return isinstance(self._runner, _AsyncEngine)
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        runner = self._runner
+        if not isinstance(runner, _AsyncEngine):
+            return await super().agenerate(request)
+        return await asyncio.wrap_future(runner.call(runner.generate(request.prompt, request.sampling)))
 
     def stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         prompts = [r.prompt for r in requests]
@@ -351,5 +449,5 @@ class VLLMBackend(Backend):
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
-        if isinstance(self._runner, _ReplicaPool):
+        if isinstance(self._runner, (_ReplicaPool, _AsyncEngine)):
             self._runner.close()

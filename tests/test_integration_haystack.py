@@ -80,6 +80,19 @@ def test_pipeline_run_async():
         _check(result["ranker"]["documents"], 4)
 
 
+def test_concurrent_run_async_calls_share_model_calls_through_the_async_api():
+    backend, _ = keyword_backend()
+    ranker = ReasonRankRanker(reranker=Reranker(backend, progress=False), top_k=2)
+    docs = [Document(content=t, id=f"doc-{i}") for i, t in enumerate(TEXTS)]
+
+    async def main():
+        return await asyncio.gather(*(ranker.run_async(query=f"q{i}", documents=docs) for i in range(4)))
+
+    for out in asyncio.run(main()):
+        assert [d.id for d in out["documents"]] == [f"doc-{i}" for i in EXPECTED[:2]]
+    assert backend.num_requests == 4 and len(backend.calls) < 4  # windows of concurrent calls were batched
+
+
 def test_warm_up_builds_the_reranker_once_and_empty_input_needs_no_model():
     ranker = ReasonRankRanker(backend="fake", top_k=2, reranker_options={"progress": False})
     assert ranker.reranker is None

@@ -77,6 +77,21 @@ def test_ainvoke_gives_the_same_documents_and_runs_queries_concurrently():
     assert retriever.invoke("reasonrank question 0") == results[0]
 
 
+def test_concurrent_async_calls_share_model_calls_through_the_async_api():
+    # acompress_documents awaits Reranker.arerank: the windows of calls running together in one event loop go
+    # to the model in shared batches (a worker thread per call, LangChain's default, would never batch them).
+    backend, _ = keyword_backend()
+    compressor = ReasonRankRerank(reranker=Reranker(backend, progress=False), top_n=2)
+    docs = [Document(t, id=f"doc-{i}") for i, t in enumerate(TEXTS)]
+
+    async def main():
+        return await asyncio.gather(*(compressor.acompress_documents(docs, f"reasonrank {i}") for i in range(4)))
+
+    for out in asyncio.run(main()):
+        assert [d.id for d in out] == [f"doc-{i}" for i in EXPECTED[:2]]
+    assert backend.num_requests == 4 and len(backend.calls) < 4
+
+
 def test_batch_calls_the_compressor_from_several_threads():
     # Each model call waits until a second one arrives: a batch that did not overlap its queries would time out.
     backend, model = keyword_backend(threading.Barrier(2, timeout=20))

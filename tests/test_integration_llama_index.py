@@ -101,6 +101,19 @@ def test_async_query_gives_the_same_nodes(rerank_events):
     assert [type(e).__name__ for e in rerank_events].count("ReRankEndEvent") == 2
 
 
+def test_concurrent_async_calls_share_model_calls_through_the_async_api():
+    backend, _ = keyword_backend()
+    rerank = ReasonRankRerank(Reranker(backend, progress=False), top_n=2)
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=str(i))) for i, t in enumerate(TEXTS)]
+
+    async def main():
+        return await asyncio.gather(*(rerank.apostprocess_nodes(nodes, query_str=f"q{i}") for i in range(4)))
+
+    for out in asyncio.run(main()):
+        assert [n.node.id_ for n in out] == [str(i) for i in EXPECTED[:2]]
+    assert backend.num_requests == 4 and len(backend.calls) < 4  # windows of concurrent calls were batched
+
+
 def test_top_n_none_keeps_every_node():
     backend, _ = keyword_backend()
     response = _engine(ReasonRankRerank(Reranker(backend, progress=False))).query(QUERY)

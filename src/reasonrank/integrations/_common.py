@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,15 +71,13 @@ async def arank_texts(
     step: int,
     strategy: str,
 ) -> Ranked:
-    """:func:`rank_texts` in the caller's event loop, through ``Reranker.arerank``."""
+    """:func:`rank_texts` in the caller's event loop, through :meth:`Reranker.arerank`.
+
+    Concurrent calls on one reranker share its backend: their windows go to the model in the same batches
+    (batch-only backends) or the same in-flight pool (streaming backends). Cancelling the caller cancels the
+    windows not yet sent.
+    """
     if not texts:
         return []
-    arerank = getattr(reranker, "arerank", None)
-    if arerank is not None:
-        ranking = await arerank(query, list(texts), window=window, step=step, strategy=strategy)
-    else:
-        # PRIVATE FALLBACK until Reranker.arerank (branch `stream`) is merged: a worker thread. Remove it then.
-        ranking = await asyncio.to_thread(
-            reranker.rerank, query, list(texts), window=window, step=step, strategy=strategy
-        )
+    ranking = await reranker.arerank(query, list(texts), window=window, step=step, strategy=strategy)
     return _best(ranking, top_n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ def test_relevance_score_is_reciprocal_rank_in_0_1_and_strictly_decreasing():
     scores = [relevance_score(rank) for rank in range(1, 1001)]
     assert scores[:4] == [1.0, 0.5, 1 / 3, 0.25]
     assert all(0 < s <= 1 for s in scores)
-    assert all(a > b for a, b in zip(scores, scores[1:]))
+    assert all(a > b for a, b in itertools.pairwise(scores))
 
 
 @pytest.mark.parametrize("rank", [0, -1, 1.0, True, "1", None])

@@ -11,7 +11,6 @@ import pytest
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
 from framework_helpers import keyword_backend
-
 from reasonrank import Reranker
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
@@ -48,9 +47,10 @@ def test_snippet_runs(name, fake_from_pretrained, capsys):
     exec(compile(BLOCKS[index], f"{DOC.name}[{name}]", "exec"), namespace)
     if name == "haystack":  # the loading snippet continues the Haystack one
         exec(compile(BLOCKS[3], f"{DOC.name}[haystack-load]", "exec"), namespace)
-        assert namespace["loaded"].get_component("ranker").to_dict() == namespace["pipeline"].get_component(
-            "ranker"
-        ).to_dict()
+        assert (
+            namespace["loaded"].get_component("ranker").to_dict()
+            == namespace["pipeline"].get_component("ranker").to_dict()
+        )
     assert fake_from_pretrained == ["liuwenhan/reasonrank-7B"]
     first, second = capsys.readouterr().out.splitlines()  # top_n=2 documents, printed best first
     assert "paris" in first.lower() and "1.0" in first.split()

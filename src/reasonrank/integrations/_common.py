@@ -41,35 +41,19 @@ def _best(ranking: Ranking, top_n: int | None) -> Ranked:
     return [(p.index, relevance_score(rank)) for rank, p in enumerate(kept, start=1)]
 
 
-def rank_texts(
-    reranker: Reranker,
-    query: str,
-    texts: Sequence[str],
-    *,
-    top_n: int | None,
-    window: int,
-    step: int,
-    strategy: str,
-) -> Ranked:
+def rank_texts(reranker: Reranker, query: str, texts: Sequence[str], *, top_n: int | None, **options: Any) -> Ranked:
     """Rerank ``texts`` for ``query``: the best ``top_n`` (all if None) as ``(input position, score)``.
 
-    An empty ``texts`` gives ``[]`` without calling the model (RAG retrievers do return nothing sometimes).
+    ``options`` go to :meth:`Reranker.rerank` (``window``, ``step``, ``strategy``). An empty ``texts`` gives
+    ``[]`` without calling the model (RAG retrievers do return nothing sometimes).
     """
     if not texts:
         return []
-    ranking = reranker.rerank(query, list(texts), window=window, step=step, strategy=strategy)
-    return _best(ranking, top_n)
+    return _best(reranker.rerank(query, list(texts), **options), top_n)
 
 
 async def arank_texts(
-    reranker: Reranker,
-    query: str,
-    texts: Sequence[str],
-    *,
-    top_n: int | None,
-    window: int,
-    step: int,
-    strategy: str,
+    reranker: Reranker, query: str, texts: Sequence[str], *, top_n: int | None, **options: Any
 ) -> Ranked:
     """:func:`rank_texts` in the caller's event loop, through :meth:`Reranker.arerank`.
 
@@ -79,5 +63,4 @@ async def arank_texts(
     """
     if not texts:
         return []
-    ranking = await reranker.arerank(query, list(texts), window=window, step=step, strategy=strategy)
-    return _best(ranking, top_n)
+    return _best(await reranker.arerank(query, list(texts), **options), top_n)

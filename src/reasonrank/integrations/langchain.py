@@ -77,31 +77,18 @@ class ReasonRankRerank(BaseDocumentCompressor):
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
         """The best ``top_n`` of ``documents`` for ``query``, best first, scored in ``metadata``."""
-        ranked = rank_texts(
-            self.reranker,
-            query,
-            [d.page_content for d in documents],
-            top_n=self.top_n,
-            window=self.window,
-            step=self.step,
-            strategy=self.strategy,
-        )
+        ranked = rank_texts(self.reranker, query, [d.page_content for d in documents], **self._options())
         return _scored(documents, ranked)
 
     async def acompress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
-        """:meth:`compress_documents` through the reranker's async API (no worker thread)."""
-        ranked = await arank_texts(
-            self.reranker,
-            query,
-            [d.page_content for d in documents],
-            top_n=self.top_n,
-            window=self.window,
-            step=self.step,
-            strategy=self.strategy,
-        )
+        """:meth:`compress_documents`, awaiting :meth:`reasonrank.Reranker.arerank` in the caller's event loop."""
+        ranked = await arank_texts(self.reranker, query, [d.page_content for d in documents], **self._options())
         return _scored(documents, ranked)
+
+    def _options(self) -> dict[str, Any]:
+        return {"top_n": self.top_n, "window": self.window, "step": self.step, "strategy": self.strategy}
 
 
 def _scored(documents: Sequence[Document], ranked: list[tuple[int, float]]) -> list[Document]:

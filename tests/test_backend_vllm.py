@@ -275,3 +275,84 @@ def test_real_vllm_engine_end_to_end(tmp_path, reasonrank_7b_dir):
         for w in ranking.windows:
             assert 1 <= w.output_tokens <= 48 and w.prompt_tokens > 100 and w.finish_reason in ("stop", "length")
     reranker.backend.close()
+
+
+def test_async_engine_streams_windows_with_the_official_outputs(stand_in_vllm, reasonrank_7b_dir):
+    """engine="async": one engine, windows added while others decode; the same rankings as the offline engine."""
+    lists = [[f"q{q} passage {i}" for i in range(n)] for q, n in enumerate((60, 45, 30, 12))]
+    queries = ["cats", "dogs", "birds", "fish"]
+    offline = Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", progress=False)
+    expected = offline.rerank_batch(queries, lists)
+    loaded = Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", engine="async", progress=False)
+    assert loaded.backend.can_stream and type(loaded.backend.llm).__name__ == "AsyncLLMEngine"
+    assert stand_in_vllm.ENGINES[-1]["enable_prefix_caching"] is True  # the same engine settings
+    stand_in_vllm.CALLS.clear()
+    got = loaded.rerank_batch(queries, lists)  # auto schedule: streaming
+    assert [r.docids for r in got] == [r.docids for r in expected]
+    assert [[(w.output, w.output_tokens, w.prompt_tokens) for w in r.windows] for r in got] == [
+        [(w.output, w.output_tokens, w.prompt_tokens) for w in r.windows] for r in expected
+    ]
+    assert all(len(call["prompts"]) == 1 for call in stand_in_vllm.CALLS)  # one request at a time
+    assert max(running for _, running in stand_in_vllm.ADDED) >= 1  # added while others were decoding
+    # The async API from another event loop goes through the engine's own loop (vLLM binds it to one loop).
+    import asyncio
+
+    again = asyncio.run(loaded.arerank_batch(queries, lists))
+    assert [r.docids for r in again] == [r.docids for r in expected]
+    loaded.backend.close()
+
+
+def test_async_engine_official_pipeline_vectors(stand_in_vllm, reasonrank_7b_dir, official_reasonrank):
+    pool = official_reasonrank["pool"]
+    case = next(
+        c
+        for c in official_reasonrank["pipeline_cases"]
+        if c["mode"] == "rank_GPT_reasoning" and c["tokenizer"] == "qwen2.5" and len(c["candidates"]) > 20
+    )
+    loaded = Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", engine="async", progress=False)
+    reranker = Reranker(
+        loaded.backend, sampling=loaded.sampling, max_passage_tokens=case["max_passage_tokens"], progress=False
+    )
+    passages = [{**pool[c["pool"]], "docid": c["docid"], "score": c["score"]} for c in case["candidates"]]
+    stand_in_vllm.CALLS.clear()
+    ranking = reranker.rerank(case["query"], passages, window=case["window"], step=case["step"], top_k=case["top_k"])
+    sent = [prompt_sha(p) for call in stand_in_vllm.CALLS for p in call["prompts"]]
+    assert sent == [c["prompt_sha256"] for c in case["calls"] if c["num"] >= 2]
+    assert ranking.docids == case["docids"] and ranking.scores("positional") == case["scores"]
+    loaded.backend.close()
+
+
+def test_async_engine_cancelled_caller_aborts_its_request(stand_in_vllm, reasonrank_7b_dir):
+    import asyncio
+
+    stand_in_vllm.AsyncLLMEngine.STEP_SECONDS = 0.05  # slow decoding: the request is still running when cancelled
+    try:
+        loaded = Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", engine="async", progress=False)
+
+        async def main():
+            task = asyncio.create_task(loaded.arerank("q", [f"passage {i}" for i in range(30)]))
+            while not stand_in_vllm.ADDED:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+        import time
+
+        deadline = time.monotonic() + 5
+        while not stand_in_vllm.ABORTED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (first_request, _), aborted = stand_in_vllm.ADDED[0], stand_in_vllm.ABORTED
+        assert aborted == [first_request]
+        assert len(stand_in_vllm.ADDED) == 1  # the query's next window was never sent
+        loaded.backend.close()
+    finally:
+        stand_in_vllm.AsyncLLMEngine.STEP_SECONDS = 0.0005
+
+
+def test_engine_option_is_checked(stand_in_vllm, reasonrank_7b_dir):
+    with pytest.raises(InvalidInputError, match="engine must be"):
+        get_backend_class("vllm").from_pretrained(reasonrank_7b_dir, engine="turbo")
+    with pytest.raises(InvalidInputError, match="data_parallel_size=1"):
+        get_backend_class("vllm").from_pretrained(reasonrank_7b_dir, engine="async", data_parallel_size=2)

@@ -103,6 +103,33 @@ def test_continuous_batching_changes_nothing(eos_model, qwen25_tokenizer, reques
     assert HFBackend(eos_model, qwen25_tokenizer).generate(requests_) == baseline  # the model is unchanged
 
 
+def test_continuous_batching_streams_requests_into_one_running_manager(
+    eos_model, qwen25_tokenizer, requests_, baseline
+):
+    """agenerate adds each request to one running manager while others decode: the same greedy outputs."""
+    import asyncio
+
+    backend = HFBackend(
+        eos_model, qwen25_tokenizer, engine="continuous", continuous_config={"num_blocks": 64, "max_batch_tokens": 256}
+    )
+    assert backend.can_stream and not HFBackend(eos_model, qwen25_tokenizer).can_stream
+
+    async def main():
+        first = await backend.agenerate(requests_[0])  # starts the manager
+        rest = await asyncio.gather(*(backend.agenerate(r) for r in requests_[1:]))  # added while others decode
+        return [first, *rest]
+
+    try:
+        assert asyncio.run(main()) == baseline
+        manager = backend._manager
+        assert manager is not None and manager.is_running()
+        assert asyncio.run(main()) == baseline and backend._manager is manager  # one manager, reused
+    finally:
+        backend.close()
+    assert not manager.is_running()
+    assert HFBackend(eos_model, qwen25_tokenizer).generate(requests_) == baseline  # the model is unchanged
+
+
 def test_compile_option_reaches_the_generation_config(tiny_model, qwen25_tokenizer):
     def config(**options):
         return HFBackend(tiny_model, qwen25_tokenizer, **options)._generation_kwargs(GREEDY)["generation_config"]

@@ -227,15 +227,16 @@ def test_streaming_failure_names_every_window_not_completed():
                 raise ConnectionError("server went away")
             return await super().agenerate(request)
 
-    backend = Failing(delay=lambda r: 1.0 if r.query == "slow" else 0.001)
+    backend = Failing(delay=lambda r: 0.3 if r.query == "slow" else 0.001)
     reranker = Reranker(backend, progress=False)
     with pytest.raises(WindowFailedError) as e:
         reranker.rerank_batch(["ok", "bad", "slow"], [passages(3), passages(30), passages(30)], qids=["A", "B", "C"])
     err = e.value
     assert isinstance(err.__cause__, ConnectionError) and err.qid == "B"
-    assert err.failed == (("B", (10, 30)), ("C", (10, 30)))  # the failed window and the one cut off
-    assert err.completed == 1 and "server went away" in str(err) and "2 of 3 windows" in str(err)
-    assert backend.cancelled == ["query 2 (qid C) window 0 [10, 30)"]
+    assert err.failed == (("B", (10, 30)),) and "server went away" in str(err) and "1 of 3 windows" in str(err)
+    # The window in flight finished (a cache keeps it); nothing was sent after the failure.
+    assert err.completed == 2 and backend.cancelled == []
+    assert backend.started == ["query 0 (qid A) window 0 [0, 3)", "query 2 (qid C) window 0 [10, 30)"]
 
 
 def test_rerank_stream_keeps_a_bounded_number_of_queries_in_flight():
@@ -273,14 +274,19 @@ def test_rerank_stream_closed_early_stops_reading_and_cancels():
     assert backend.cancelled  # the slow queries' windows in flight
 
 
-def test_rerank_stream_validates_items():
-    reranker = Reranker(FakeBackend(), progress=False)
+@pytest.mark.parametrize("schedule", ["lockstep", "streaming"])
+def test_rerank_stream_validates_items(schedule):
+    reranker = Reranker(AsyncBackend(), progress=False, schedule=schedule)
     with pytest.raises(InvalidInputError, match="item 1"):
         list(reranker.rerank_stream([("a", "q", ["x", "y"]), ("b", "q")]))
+    with pytest.raises(InvalidInputError, match="query 1 \\(qid b\\): no passages"):
+        list(reranker.rerank_stream([("a", "q", ["x", "y"]), ("b", "q", [])]))
     with pytest.raises(InvalidInputError, match="query 0 \\(qid a\\): query is empty"):
         list(reranker.rerank_stream([("a", " ", ["x", "y"])]))
     with pytest.raises(InvalidInputError, match="max_in_flight"):
         reranker.rerank_stream([], max_in_flight=0)
+    with pytest.raises(InvalidInputError, match="iterable"):
+        reranker.rerank_stream("qid query passages")
     assert list(reranker.rerank_stream([])) == []
 
 
@@ -298,3 +304,64 @@ def test_progress_moves_per_finished_window_when_streaming(capsys):
     Reranker(AsyncBackend(), progress=True).rerank("q", passages(30))
     err = capsys.readouterr().err
     assert "windows" in err and "2/2" in err
+
+
+class AsyncShuffled(Backend):
+    """A streaming version of test_eval_pipeline's ``shuffled`` model that can die after ``budget`` windows."""
+
+    name = "async-shuffled"
+
+    def __init__(self, budget: int | None = None):
+        self.budget, self.requests = budget, 0
+
+    def generate(self, requests):
+        raise AssertionError("a streaming backend is sent windows one at a time")
+
+    async def agenerate(self, request):
+        from test_eval_pipeline import shuffled
+
+        if self.budget is not None and self.requests >= self.budget:
+            raise ConnectionError("server died")
+        self.requests += 1
+        await asyncio.sleep(latency(request) / 4)
+        return shuffled(request)
+
+
+def test_eval_streams_and_resumes_with_a_streaming_backend(noveleval_data, tmp_path):
+    from reasonrank.evaluation import run_eval
+    from test_eval_pipeline import _without_seconds, shuffled
+
+    def run(backend, out, **kw):
+        return run_eval(
+            Reranker(backend, progress=False), noveleval_data, out, progress=False, model_id="shuffled",
+            window=10, step=5, limit=6, query_batch_size=4, **kw,
+        )  # fmt: skip
+
+    reference = tmp_path / "reference"
+    run(FakeBackend(shuffled), reference)  # batch-only: lockstep chunks, as before
+    resumed = tmp_path / "resumed"
+    with pytest.raises(WindowFailedError, match="server died") as info:
+        run(AsyncShuffled(budget=7), resumed)
+    assert info.value.completed == 7 and info.value.failed  # names what did not complete
+    assert len((resumed / "cache.jsonl").read_text().splitlines()[1:]) == 7  # every completed window kept
+    counting = AsyncShuffled()
+    result = run(counting, resumed)
+    assert counting.requests == 18 - 7  # no window twice
+    assert (result.summary["windows_from_cache"], result.summary["windows_generated"]) == (7, 11)
+    for name in ("run.trec", "metrics.json"):
+        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
+    assert _without_seconds(resumed / "traces.jsonl") == _without_seconds(reference / "traces.jsonl")
+
+
+@pytest.fixture
+def noveleval_data(shared_data):
+    from reasonrank.evaluation import EvalData
+
+    folder = shared_data / "noveleval"
+    return EvalData.from_files(qrels=folder / "qrels.txt", data_json=folder / "data.json")
+
+
+def test_fake_backend_can_keep_no_history():
+    backend = FakeBackend(record=False)
+    Reranker(backend, progress=False).rerank_batch(["a", "b"], [passages(30), passages(3)])
+    assert backend.calls == [] and backend.num_requests == 3

@@ -220,10 +220,11 @@ def finish(state: QueryState) -> Ranking:
     return Ranking(query=state.query, passages=passages, windows=state.traces, qid=state.qid)
 
 
-def _failure(backend: Backend, where: str, jobs: Sequence[Job], total: int, completed: int, exc: BaseException) -> Any:
-    failed = [j.name() for j in jobs]
+def _failure(
+    backend: Backend, where: str, lost: Sequence[Job], total: int, completed: int, exc: BaseException, first: Job
+) -> WindowFailedError:
+    failed = [j.name() for j in lost]
     names = ", ".join(f"{q} {list(w)}" for q, w in failed[:5]) + (" ..." if len(failed) > 5 else "")
-    first = jobs[0]
     return WindowFailedError(
         f"backend {type(backend).__name__} failed in {where} ({len(failed)} of {total} windows not completed: "
         f"{names}): {type(exc).__name__}: {exc}",
@@ -239,7 +240,11 @@ def _failure(backend: Backend, where: str, jobs: Sequence[Job], total: int, comp
 
 
 def run_lockstep(
-    codec: WindowCodec, backend: Backend, states: Sequence[QueryState], on_window: Callable[[int], Any] | None
+    codec: WindowCodec,
+    backend: Backend,
+    states: Sequence[QueryState],
+    on_window: Callable[[int], Any] | None,
+    stats: SchedulerStats | None = None,
 ) -> None:
     """The official schedule without threads or event loops: round ``k`` of every query in one backend call."""
     round_index = 0
@@ -247,7 +252,12 @@ def run_lockstep(
         jobs = [job for state in states for job in codec.next_jobs(state)]
         if not jobs:
             return
+        if stats is not None:
+            stats.backend_calls += 1
+            stats.windows_sent += len(jobs)
         _run_round(codec, backend, round_index, jobs, on_window)
+        if stats is not None:
+            stats.windows_completed += len(jobs)
         for state in states:
             if state.jobs:
                 advance(state)
@@ -265,9 +275,9 @@ def _run_round(
             break
         except Exception as e:  # the backend failed: say which windows are lost, keep the cause
             lost = [j for j in jobs if not j.done]
-            raise _failure(
-                backend, f"window round {round_index}", lost or jobs[:1], len(jobs), len(jobs) - len(lost), e
-            ) from e
+            first = lost[0] if lost else jobs[0]
+            where = f"window round {round_index}"
+            raise _failure(backend, where, lost, len(jobs), len(jobs) - len(lost), e, first) from e
         if not 0 <= i < len(jobs) or jobs[i].done:
             raise BackendError(f"backend {backend!r} returned result index {i} twice or out of range")
         codec.read(jobs[i], generation, seconds)
@@ -304,6 +314,11 @@ class Dispatcher:
         self.loop = asyncio.get_running_loop()
         self._pending: list[tuple[GenerationRequest, asyncio.Future[_Result]]] = []
         self._flushing: asyncio.Task[None] | None = None
+        self._unsent: set[asyncio.Future[_Result]] = set()
+
+    def unsent(self, future: asyncio.Future[Any]) -> bool:
+        """Whether ``future``'s request is still waiting for the next batch (cancelling it drops it)."""
+        return future in self._unsent
 
     def submit(self, request: GenerationRequest) -> asyncio.Future[_Result]:
         """A future for ``request``'s ``(generation, seconds)``; cancelling it before it is sent drops it."""
@@ -313,6 +328,7 @@ class Dispatcher:
             return self.loop.create_task(self._one(request))
         future: asyncio.Future[_Result] = self.loop.create_future()
         self._pending.append((request, future))
+        self._unsent.add(future)
         if self._flushing is None:
             self._flushing = self.loop.create_task(self._flush())
         return future
@@ -334,6 +350,7 @@ class Dispatcher:
                         break
                 batch = [(r, f) for r, f in self._pending if not f.done()]
                 self._pending = []
+                self._unsent.clear()
                 if not batch:
                     continue
                 self.stats.backend_calls += 1
@@ -426,7 +443,7 @@ async def run_queries(
             while ready:
                 yield ready.pop(0)
             # Start new queries while there is room.
-            while not exhausted and (slots is not None or len(active) < max_in_flight):
+            while not exhausted and first_error is None and (slots is not None or len(active) < max_in_flight):
                 if slots is not None:
                     if active and slots.locked():
                         break
@@ -445,12 +462,14 @@ async def run_queries(
                     waiting.append(state)  # starts with the others at the next round barrier
                 else:
                     start_or_finish(state)
-            if lockstep and waiting and len(waiting) == len(active):
+            if lockstep and waiting and len(waiting) == len(active) and first_error is None:
                 held, waiting[:] = list(waiting), []
                 for state in held:
                     start_or_finish(state)
                 continue
             if not futures:
+                if first_error is not None:
+                    break
                 if ready:
                     continue
                 if exhausted and not active:
@@ -460,6 +479,10 @@ async def run_queries(
             for future in done:
                 job = futures.pop(future)
                 stats.in_flight -= 1
+                if future.cancelled():  # not sent after a failure
+                    stats.windows_cancelled += 1
+                    failed.append(job)
+                    continue
                 try:
                     generation, seconds = future.result()
                 except Exception as e:
@@ -475,15 +498,18 @@ async def run_queries(
                     on_window(1)
                 state = job.state
                 state.outstanding -= 1
-                if state.outstanding:
+                if state.outstanding or first_error is not None:
                     continue
                 advance(state)
                 if lockstep:
                     waiting.append(state)
                 else:
                     start_or_finish(state)
-            if first_error is not None:  # send nothing more; what is still out will not be used
-                break
+            if first_error is not None:
+                # Send nothing more; windows already sent finish (a cache keeps them for a rerun).
+                for future in futures:
+                    if dispatcher.unsent(future):
+                        future.cancel()
     finally:
         for future, job in futures.items():
             if future.cancel():
@@ -492,11 +518,10 @@ async def run_queries(
         stats.in_flight -= len(futures)
         futures.clear()
     if first_error is not None:
-        lost = failed[0]
-        raise _failure(
-            dispatcher.backend, f"{lost.state.label}'s window round {lost.state.round}", failed,
-            completed + len(failed), completed, first_error,
-        ) from first_error  # fmt: skip
+        first = failed[0]
+        where = f"{first.state.label}'s window round {first.state.round}"
+        total = completed + len(failed)
+        raise _failure(dispatcher.backend, where, failed, total, completed, first_error, first) from first_error
 
 
 # ---------------------------------------------------------------------------------------------- sync bridge

@@ -257,7 +257,7 @@ class Reranker:
         )
         with self._bar(progress, sum(s.plan.expected_windows for s in states)) as bar:
             if lockstep:
-                run_lockstep(self._codec(), self.backend, states, bar.update)
+                run_lockstep(self._codec(), self.backend, states, bar.update, self.stats)
                 rankings = [finish(s) for s in states]
             else:
                 codec = self._codec()
@@ -411,10 +411,10 @@ class Reranker:
                     on_start(state)
                     chunk.append(state)
                     if len(chunk) == max_in_flight:
-                        run_lockstep(codec, self.backend, chunk, bar.update)
+                        run_lockstep(codec, self.backend, chunk, bar.update, self.stats)
                         yield from map(finish, chunk)
                         chunk = []
-                run_lockstep(codec, self.backend, chunk, bar.update)
+                run_lockstep(codec, self.backend, chunk, bar.update, self.stats)
                 yield from map(finish, chunk)
             else:
                 codec = self._codec()
@@ -436,8 +436,17 @@ class Reranker:
         if not isinstance(item, (tuple, list)) or len(item) != 3:
             raise InvalidInputError(f"item {k}: expected a (qid, query, passages) tuple, got {type(item).__name__}")
         qid, query, passages = item
-        state = self._start([query], [passages], window, step, top_k, None if qid is None else [qid], strategy)[0]
-        state.label = f"query {k}" + (f" (qid {state.qid})" if state.qid is not None else "")
+        qids = None if qid is None else [qid]
+        label = f"query {k}" + (f" (qid {qid})" if qid is not None else "")
+        try:
+            state = self._start([query], [passages], window, step, top_k, qids, strategy)[0]
+        except (InvalidInputError, PassageTypeError) as e:  # name the item by its place in the stream
+            first = "query 0" + (f" (qid {qid})" if qid is not None else "")
+            message = str(e)
+            if type(e) not in (InvalidInputError, PassageTypeError) or not message.startswith(first):
+                raise
+            raise type(e)(label + message[len(first) :]) from None
+        state.label = label
         return state
 
     def _lockstep(self, schedule: str | None) -> bool:

@@ -28,7 +28,8 @@ def _keep_order(request: GenerationRequest) -> str:
 class FakeBackend(Backend):
     """Answers each request with ``responder(request)`` (a string or a :class:`Generation`).
 
-    Every batch it receives is recorded in ``calls``. The default responder keeps each window's order.
+    Every batch it receives is recorded in ``calls`` (``record=False`` keeps no history, for long runs:
+    ``calls`` stays empty and ``num_requests`` still counts). The default responder keeps each window's order.
 
     >>> from reasonrank import Reranker
     >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
@@ -38,16 +39,20 @@ class FakeBackend(Backend):
 
     name = "fake"
 
-    def __init__(self, responder: Responder | None = None) -> None:
+    def __init__(self, responder: Responder | None = None, *, record: bool = True) -> None:
         self.responder: Responder = responder or _keep_order
+        self.record = record
         self.calls: list[list[GenerationRequest]] = []
+        self._requests = 0
 
     @property
     def num_requests(self) -> int:
-        return sum(len(batch) for batch in self.calls)
+        return sum(len(batch) for batch in self.calls) if self.record else self._requests
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        self.calls.append(list(requests))
+        self._requests += len(requests)
+        if self.record:
+            self.calls.append(list(requests))
         out = []
         for request in requests:
             result = self.responder(request)

@@ -5,8 +5,11 @@ Install with ``pip install 'reasonrank[hf]'``.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -78,7 +81,9 @@ class HFBackend(Backend):
       :class:`transformers.ContinuousBatchingConfig` fields (e.g. ``num_blocks``, ``max_batch_tokens``).
       Decoding settings continuous batching cannot apply (``min_tokens``, ``repetition_penalty``, ``stop``,
       a sampling ``seed``) make those requests use ``generate`` instead (logged), so results never change
-      silently.
+      silently. With this engine the backend streams (:attr:`can_stream`): :meth:`agenerate` adds each window
+      to one running continuous-batching manager while others decode, so the reranker's streaming schedule
+      advances every query on its own; :meth:`close` stops the manager.
     """
 
     name = "hf"
@@ -124,6 +129,10 @@ class HFBackend(Backend):
         self.continuous_config = dict(continuous_config or {})
         self.eos_token_ids = self._eos_ids()
         self._warned_context = False
+        self._manager: Any = None  # the running continuous-batching manager and its decoding settings
+        self._manager_sampling: SamplingParams | None = None
+        self._manager_lock = threading.Lock()
+        self._request_ids = itertools.count()
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
 
@@ -366,6 +375,87 @@ class HFBackend(Backend):
             for index, ids, output in zip(indices, encoded, outputs):
                 yield index, replace(self._decode(list(output.generated_tokens), len(ids)), seconds=share)
 
+    # ------------------------------------------------------------------ streaming (continuous batching)
+
+    @property
+    def can_stream(self) -> bool:
+        return self.engine == "continuous"
+
+    async def agenerate(self, request: GenerationRequest) -> Generation:
+        """Add ``request`` to the running continuous-batching manager; the result when it finishes.
+
+        Only with ``engine="continuous"``; decoding settings continuous batching cannot apply, or settings other
+        than the running manager's (beyond ``max_tokens``, which is per request), run ``generate`` in a worker
+        thread instead. Cancelling the awaiting task cancels the request in the manager.
+        """
+        sampling = request.sampling
+        manager = self._continuous_manager(sampling) if self.engine == "continuous" else None
+        if manager is None:
+            return await super().agenerate(request)
+        ids = self._tokenizer([request.prompt], add_special_tokens=self.add_special_tokens)["input_ids"][0]
+        self._check_context(len(ids), sampling.max_tokens)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def deliver(output: Any) -> None:
+            if output.is_finished() and not done.done():
+                done.set_result(output)
+
+        request_id = f"reasonrank-{next(self._request_ids)}"
+        started = time.perf_counter()
+        manager.register_result_handler(request_id, deliver)
+        manager.add_request(
+            input_ids=list(ids),
+            request_id=request_id,
+            max_new_tokens=sampling.max_tokens,
+            eos_token_id=self.eos_token_ids,
+        )
+        try:
+            output = await done
+        except asyncio.CancelledError:
+            manager.cancel_request(request_id)
+            raise
+        if output.error is not None:
+            raise BackendError(f"continuous batching failed for {request.key or request_id}: {output.error}")
+        generation = self._decode(list(output.generated_tokens), len(ids))
+        return replace(generation, seconds=time.perf_counter() - started)
+
+    def _continuous_manager(self, sampling: SamplingParams) -> Any:
+        """The running manager for these decoding settings, started on first use (``None``: use generate)."""
+        key = replace(sampling, max_tokens=1)
+        if (
+            sampling.min_tokens > 0
+            or sampling.repetition_penalty != 1.0
+            or sampling.stop
+            or (sampling.seed is not None and not sampling.greedy)
+        ):
+            return None
+        with self._manager_lock:
+            if self._manager is None:
+                transformers = _import_transformers()
+                config = transformers.ContinuousBatchingConfig(**self.continuous_config)
+                generation_config = self._generation_kwargs(sampling)["generation_config"]
+                manager = self.model.init_continuous_batching(
+                    generation_config=generation_config, continuous_batching_config=config
+                )
+                manager.start()
+                # The manager's thread is not a daemon: stop it before the interpreter waits for it at exit.
+                register = getattr(threading, "_register_atexit", None)
+                if register is not None:
+                    register(_stop_manager, manager)
+                self._manager, self._manager_sampling = manager, key
+            if self._manager_sampling != key:
+                logger.info("decoding settings differ from the running continuous-batching manager's: using generate")
+                return None
+            return self._manager
+
+    def close(self) -> None:
+        """Stop the continuous-batching manager, if one is running."""
+        with self._manager_lock:
+            manager, self._manager = self._manager, None
+        if manager is not None:
+            _stop_manager(manager)
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
         for index, generation in self.stream(requests):
@@ -383,3 +473,8 @@ class HFBackend(Backend):
             prompt_tokens=prompt_tokens,
             finish_reason="length" if cut is None else "stop",
         )
+
+
+def _stop_manager(manager: Any) -> None:
+    if manager.is_running():
+        manager.stop(block=True, timeout=30)

@@ -142,9 +142,18 @@ class _AsyncEngine:
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(loop.stop)
+    async def cancel_all() -> None:  # the engine's own background tasks included
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        loop.stop()
+
+    with contextlib.suppress(RuntimeError):  # already stopped
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop)
     thread.join(timeout=30)
+    if not loop.is_running():
+        loop.close()
 
 
 def _is_async_engine(engine: Any) -> bool:

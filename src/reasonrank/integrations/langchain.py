@@ -30,6 +30,8 @@ try:
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     raise framework_import_error("langchain-core", "langchain", "LangChain reranker") from None
 
+from ..reranker import Reranker
+
 __all__ = ["ReasonRankRerank"]
 
 
@@ -57,15 +59,15 @@ class ReasonRankRerank(BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    reranker: Any
+    reranker: Reranker
     top_n: int | None = None
     window: int = 20
     step: int = 10
     strategy: str = "sliding"
 
-    @field_validator("reranker")
+    @field_validator("reranker", mode="before")
     @classmethod
-    def _check_reranker(cls, value: Any) -> Any:
+    def _check_reranker(cls, value: Any) -> Reranker:
         return check_reranker(value)
 
     @field_validator("top_n", mode="before")

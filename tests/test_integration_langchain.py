@@ -16,6 +16,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from framework_helpers import EXPECTED, TEXTS, keyword_backend
 from reasonrank import Reranker
+from reasonrank.backends import FakeBackend, answer
 from reasonrank.integrations.langchain import ReasonRankRerank
 
 
@@ -90,6 +91,32 @@ def test_concurrent_async_calls_share_model_calls_through_the_async_api():
     for out in asyncio.run(main()):
         assert [d.id for d in out] == [f"doc-{i}" for i in EXPECTED[:2]]
     assert backend.num_requests == 4 and len(backend.calls) < 4
+
+
+def test_cancelling_an_async_call_cancels_the_windows_not_yet_sent():
+    started, release = threading.Event(), threading.Event()
+
+    def slow(request):
+        started.set()
+        release.wait(20)
+        return answer(range(len(request.docids)))
+
+    backend = FakeBackend(slow)
+    # 6 documents, window 4, step 1: three windows, each waiting for the one before it
+    compressor = ReasonRankRerank(reranker=Reranker(backend, progress=False), window=4, step=1)
+    docs = [Document(t, id=f"doc-{i}") for i, t in enumerate(TEXTS)]
+
+    async def main() -> None:
+        task = asyncio.create_task(compressor.acompress_documents(docs, "reasonrank"))
+        assert await asyncio.to_thread(started.wait, 20)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert backend.num_requests == 1  # the first window ran; the two after it were never sent
 
 
 def test_batch_calls_the_compressor_from_several_threads():

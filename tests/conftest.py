@@ -78,3 +78,21 @@ def tiny_qwen2(tokenizer, *, seed: int = 0, **config):
     )
     settings.update(config)
     return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**settings)).eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_reranker(smollm2_gguf):
+    """The real SmolLM2-135M-Instruct as a greedy Reranker, kept small for CPU (16 tokens out, 40-token passages).
+
+    One generate() call per window (batch_size=1), so a window's output does not depend on its batch mates.
+    """
+    from reasonrank import Reranker
+
+    return Reranker.from_pretrained(
+        os.path.join(*smollm2_gguf),
+        template="reasonrank",
+        max_tokens=16,
+        max_passage_tokens=40,
+        batch_size=1,
+        progress=False,
+    )

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from ._errors import InvalidInputError, PassageTypeError
+from .scores import relevance_score
 
 __all__ = [
     "TEXT_KEYS",
@@ -306,6 +307,14 @@ class Ranking:
                 )
             return [float(p.score) for p in by_index]  # type: ignore[arg-type]
         raise InvalidInputError(f"unknown score convention {convention!r}; use 'rank' or 'positional'")
+
+    def relevance_scores(self) -> list[float]:
+        """``relevance_score`` for the new order, best first: ``1 / rank`` (see :mod:`reasonrank.scores`).
+
+        >>> Ranking("q", [RankedPassage(d, d, i) for i, d in enumerate("abc")]).relevance_scores()
+        [1.0, 0.5, 0.3333333333333333]
+        """
+        return [relevance_score(rank) for rank in range(1, len(self.passages) + 1)]
 
     def to_run(self, convention: ScoreConvention = "rank") -> dict[str, float]:
         """``{docid: score}`` for this query, as metrics and run writers take it."""

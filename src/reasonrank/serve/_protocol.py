@@ -2,7 +2,7 @@
 
 Requests are parsed with pydantic (unknown fields are accepted and ignored, as the hosted APIs do, so clients that
 send extra settings keep working); responses are plain dicts. Scores are a function of rank only (see
-:func:`relevance_score`): a listwise reranker orders passages, it does not score them.
+:func:`reasonrank.scores.relevance_score`): a listwise reranker orders passages, it does not score them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._types import Passage, Ranking, WindowTrace
+from ..scores import relevance_score
 
 __all__ = [
     "CohereRequest",
@@ -25,20 +26,6 @@ __all__ = [
 ]
 
 Shape = Literal["cohere-v1", "cohere-v2", "jina", "tei"]
-
-
-def relevance_score(rank: int) -> float:
-    """The score reported for the passage at 1-based ``rank``: the reciprocal rank ``1 / rank``, in (0, 1].
-
-    Strictly decreasing in rank and independent of how many documents were sent, so a threshold keeps the same
-    number of results whatever the list length. It is not a calibrated probability of relevance.
-
-    >>> [relevance_score(r) for r in (1, 2, 4)]
-    [1.0, 0.5, 0.25]
-    """
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an int >= 1, got {rank!r}")
-    return 1.0 / rank
 
 
 class _Lenient(BaseModel):

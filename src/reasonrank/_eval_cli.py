@@ -85,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
     out.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    from .distributed._cli import add_arguments as add_ray_arguments
+
+    add_ray_arguments(parser)
+
 
 def _option_value(text: str) -> Any:
     try:
@@ -161,13 +165,7 @@ def run(args: argparse.Namespace) -> int:
             quoting=args.tsv_quoting,
         )
         options = _backend_options(args)
-        t0 = time.perf_counter()
-        reranker = _build_reranker(args, data, options)
-        load_seconds = time.perf_counter() - t0
-        result = run_eval(
-            reranker,
-            data,
-            args.output_dir,
+        settings: dict[str, Any] = dict(
             window=args.window,
             step=args.step,
             top_k=args.top_k,
@@ -182,8 +180,16 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             query_batch_size=args.query_batch_size,
             tag=args.tag,
-            extra_summary={"load_seconds": load_seconds},
         )
+        if args.ray is not None:  # the same run on a Ray cluster: each replica builds its own reranker
+            from .distributed._cli import run_eval_from_args
+
+            result = run_eval_from_args(args, _build_reranker, data, options, **settings)
+        else:
+            t0 = time.perf_counter()
+            reranker = _build_reranker(args, data, options)
+            load_seconds = time.perf_counter() - t0
+            result = run_eval(reranker, data, args.output_dir, extra_summary={"load_seconds": load_seconds}, **settings)
     except (ReasonRankError, FileNotFoundError) as e:
         sys.stderr.write(f"reasonrank eval: error: {e}\n")
         return 1

@@ -327,19 +327,7 @@ def run_eval(
     """
     if not isinstance(reranker, Reranker):
         raise InvalidInputError(f"reranker must be a Reranker, got {type(reranker).__name__}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidInputError(f"limit must be an int >= 1 or None, got {limit!r}")
-    if isinstance(query_batch_size, bool) or not isinstance(query_batch_size, int) or query_batch_size < 1:
-        raise InvalidInputError(f"query_batch_size must be an int >= 1, got {query_batch_size!r}")
-    metric_names = [metrics] if isinstance(metrics, str) else list(metrics)
-    check_metrics(metric_names)  # a bad name fails before any model call
-    qids = list(data.candidates)[:limit]
-    judged = [q for q in qids if q in data.qrels]
-    if not judged and average == "both":
-        raise InvalidInputError(
-            f"none of the {len(qids)} queries has judgments in the qrels (query ids e.g. {qids[:3]}, qrels ids "
-            f"e.g. {list(data.qrels)[:3]}); check that they use the same ids"
-        )
+    metric_names, qids = _check_eval_args(data, limit, query_batch_size, metrics, average)
     model_id = model_id or _default_model_id(reranker.backend)
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -381,7 +369,60 @@ def run_eval(
     finally:
         cache.close(inner=False)
     rerank_seconds = time.perf_counter() - started
+    return _write_results(
+        directory,
+        data,
+        qids,
+        rankings,
+        metric_names,
+        scores=scores,
+        average=average,
+        limit=limit,
+        tag=tag,
+        windows_from_cache=cache.hits,
+        windows_generated=cache.misses,
+        wall_seconds=rerank_seconds,
+        extra_summary=extra_summary,
+    )
 
+
+def _check_eval_args(
+    data: EvalData, limit: int | None, query_batch_size: int, metrics: str | Sequence[str], average: Average
+) -> tuple[list[str], list[str]]:
+    """Check ``run_eval``'s arguments before any model call; returns the metric names and the qids to run."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInputError(f"limit must be an int >= 1 or None, got {limit!r}")
+    if isinstance(query_batch_size, bool) or not isinstance(query_batch_size, int) or query_batch_size < 1:
+        raise InvalidInputError(f"query_batch_size must be an int >= 1, got {query_batch_size!r}")
+    metric_names = [metrics] if isinstance(metrics, str) else list(metrics)
+    check_metrics(metric_names)  # a bad name fails before any model call
+    qids = list(data.candidates)[:limit]
+    judged = [q for q in qids if q in data.qrels]
+    if not judged and average == "both":
+        raise InvalidInputError(
+            f"none of the {len(qids)} queries has judgments in the qrels (query ids e.g. {qids[:3]}, qrels ids "
+            f"e.g. {list(data.qrels)[:3]}); check that they use the same ids"
+        )
+    return metric_names, qids
+
+
+def _write_results(
+    directory: Path,
+    data: EvalData,
+    qids: list[str],
+    rankings: list[Ranking],
+    metric_names: list[str],
+    *,
+    scores: ScoreConvention,
+    average: Average,
+    limit: int | None,
+    tag: str,
+    windows_from_cache: int,
+    windows_generated: int,
+    wall_seconds: float,
+    extra_summary: Mapping[str, Any] | None,
+) -> EvalResult:
+    """Evaluate ``rankings`` (in ``qids`` order) and write run, traces, metrics and summary into ``directory``."""
     run = rankings_to_run(rankings, scores=scores, decimals=6)  # exactly what the written file reads back as
     # average="qrels" counts judged queries without candidates as empty rankings; with a limit, only the
     # queries taken part.
@@ -416,15 +457,15 @@ def run_eval(
         "queries_evaluated": len(per_query["reranked"]),
         "average": average,
         "windows": len(windows),
-        "windows_from_cache": cache.hits,
-        "windows_generated": cache.misses,
+        "windows_from_cache": windows_from_cache,
+        "windows_generated": windows_generated,
         "repaired_windows": sum(1 for w in windows if w.repairs),
         "generated_tokens": generated,
         "prompt_tokens": sum(w.prompt_tokens or 0 for w in windows),
         "model_seconds": model_seconds,
         "queries_per_second": len(qids) / model_seconds if model_seconds else None,
         "generated_tokens_per_second": generated / model_seconds if model_seconds else None,
-        "wall_seconds": rerank_seconds,
+        "wall_seconds": wall_seconds,
         "skipped_run_lines": data.skipped_lines,
         **(extra_summary or {}),
     }

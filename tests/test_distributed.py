@@ -126,14 +126,14 @@ def test_bright_oracle_on_ray_matches_the_single_process_run(shared_data, tmp_pa
 @pytest.mark.slow
 def test_smollm2_on_ray_matches_the_single_process_run(smollm2_gguf, noveleval, tmp_path):
     """The real SmolLM2-135M-Instruct (HF backend) in 2 replicas: the same windows, outputs and files."""
-    options = {"gguf_file": smollm2_gguf[1], "max_tokens": 16, "max_passage_tokens": 40, "batch_size": 1}
+    options = {"gguf_file": smollm2_gguf[1], "max_tokens": 8, "max_passage_tokens": 24, "batch_size": 1}
     spec = RerankerSpec(smollm2_gguf[0], backend="hf", template="reasonrank", options=options)
-    settings = {"window": 10, "step": 5, "limit": 4, "metrics": ["nDCG@10"], "progress": False}
+    settings = {"window": 10, "step": 10, "limit": 2, "metrics": ["nDCG@10"], "progress": False}
     single = run_eval(spec(), noveleval, tmp_path / "single", model_id=spec.model_id, **settings)
     on_ray = run_eval_on_ray(spec, noveleval, tmp_path / "ray", replicas=2, **settings)
-    assert on_ray.metrics == single.metrics and on_ray.summary["windows_generated"] == 12
+    assert on_ray.metrics == single.metrics and on_ray.summary["windows_generated"] == 4  # 2 queries x 2 windows
     assert [r.docids for r in on_ray.rankings] == [r.docids for r in single.rankings]
-    assert all(w.output_tokens and w.prompt_tokens > 300 for r in on_ray.rankings for w in r.windows)
+    assert all(w.output_tokens and w.prompt_tokens > 200 for r in on_ray.rankings for w in r.windows)
     assert_same_outputs(tmp_path / "single", tmp_path / "ray")
 
 

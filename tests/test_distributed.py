@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -128,7 +129,7 @@ def test_smollm2_on_ray_matches_the_single_process_run(smollm2_gguf, noveleval, 
     """The real SmolLM2-135M-Instruct (HF backend) in 2 replicas: the same windows, outputs and files."""
     options = {"gguf_file": smollm2_gguf[1], "max_tokens": 8, "max_passage_tokens": 24, "batch_size": 1}
     spec = RerankerSpec(smollm2_gguf[0], backend="hf", template="reasonrank", options=options)
-    settings = {"window": 10, "step": 10, "limit": 2, "metrics": ["nDCG@10"], "progress": False}
+    settings = {"window": 12, "step": 8, "limit": 2, "metrics": ["nDCG@10"], "progress": False}
     single = run_eval(spec(), noveleval, tmp_path / "single", model_id=spec.model_id, **settings)
     on_ray = run_eval_on_ray(spec, noveleval, tmp_path / "ray", replicas=2, **settings)
     assert on_ray.metrics == single.metrics and on_ray.summary["windows_generated"] == 4  # 2 queries x 2 windows
@@ -241,3 +242,9 @@ def test_clear_errors(noveleval, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'reasonrank\[ray\]'"):
         run_eval_on_ray(spec, noveleval, tmp_path / "e", model_id="oracle")
+
+
+def test_importing_the_module_does_not_import_ray():
+    code = "import sys, reasonrank.distributed; print({m.split('.')[0] for m in sys.modules} & {'ray', 'numpy'})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "set()"

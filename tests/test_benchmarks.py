@@ -40,3 +40,11 @@ def test_latency_strategies_runs(tmp_path):
 def test_gpu_throughput_script_runs_tiny_on_cpu(tmp_path):
     result = run("gpu_throughput.py", "--tiny", tmp_path=tmp_path)
     assert "machine" in json.dumps(result)
+
+
+@pytest.mark.slow
+def test_ray_scaling_runs(tmp_path):
+    pytest.importorskip("ray", reason="needs the ray extra")
+    args = ("--replicas", "1,2", "--queries", "4", "--latency", "0.001", "--repeats", "1")
+    result = run("ray_scaling.py", *args, tmp_path=tmp_path)
+    assert [r["replicas"] for r in result["ray"]] == [1, 2] and result["ray_init_seconds"] > 0

@@ -249,6 +249,9 @@ def test_jsonl_in_parquet_out_through_ray_data(noveleval, tmp_path):
     reranked = rerank_dataset(read_queries_dataset(str(source)), factory, replicas=2, batch_size=5, window=10, step=5)
     write_rankings(reranked, str(tmp_path / "out.parquet"))
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    write_rankings(read_queries_dataset(str(tmp_path / "out.parquet")), str(tmp_path / "copy.jsonl"))  # and back
+    lines = [json.loads(line) for f in sorted((tmp_path / "copy.jsonl").iterdir()) for line in f.open()]
+    assert sorted((row["qid"], row["docids"]) for row in lines) == sorted((row["qid"], row["docids"]) for row in table)
     expected = Reranker(oracle_backend(noveleval), template="reasonrank", progress=False).rerank_batch(
         list(noveleval.queries.values()), list(noveleval.candidates.values()), window=10, step=5
     )

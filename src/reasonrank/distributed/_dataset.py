@@ -31,7 +31,7 @@ def read_queries_dataset(path: str | list[str], *, format: str | None = None) ->
     """A Ray Dataset of queries from JSONL or Parquet files (local paths, or ``s3://``/``gs://`` URIs).
 
     Each row: ``qid``, ``query`` and ``passages``, a list of mappings with ``text`` (or ``contents``, ...),
-    ``docid`` and optionally ``title`` and ``score`` (what :func:`reasonrank.as_passage` accepts).
+    ``docid`` and optionally ``title`` and ``score`` (the passage mappings that ``Reranker.rerank`` accepts).
     """
     from ._cluster import import_ray
 
@@ -47,7 +47,7 @@ def write_rankings(dataset: Any, path: str, *, format: str | None = None) -> Non
     if kind == "parquet":
         dataset.write_parquet(path)
     else:
-        dataset.write_json(path, lines=True, force_ascii=False)
+        dataset.write_json(path, orient="records", lines=True, force_ascii=False)
 
 
 def rerank_dataset(

@@ -176,8 +176,6 @@ def _collect(
         items = [{"qid": q, "query": data.queries[q], "passages": encode(data.candidates[q])} for q in qids]
         # Small enough batches that every replica gets work; at most query_batch_size (what run_eval sends).
         batch_size = max(1, min(query_batch_size, math.ceil(len(items) / replicas)))
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = progress
         dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / batch_size))
         reranked = map_replicas(
             dataset, factory, rerank, replicas=replicas, num_gpus=num_gpus, num_cpus=num_cpus,
@@ -186,15 +184,20 @@ def _collect(
         from tqdm.auto import tqdm
 
         rows: dict[str, dict[str, Any]] = {}
-        with tqdm(total=len(items), desc="queries", unit="q", disable=not progress) as bar:
-            for batch in reranked.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for row in batch.to_pylist():
-                    if row["error"]:
-                        raise decode(row["error"])  # the replica's own exception, e.g. WindowFailedError
-                    if row["qid"] in rows:
-                        raise AssertionError(f"query {row['qid']!r} came back twice from the replicas")
-                    rows[row["qid"]] = row
-                    bar.update(1)
+        context = ray.data.DataContext.get_current()
+        shown, context.enable_progress_bars = context.enable_progress_bars, progress
+        try:
+            with tqdm(total=len(items), desc="queries", unit="q", disable=not progress) as bar:
+                for batch in reranked.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    for row in batch.to_pylist():
+                        if row["error"]:
+                            raise decode(row["error"])  # the replica's own exception, e.g. WindowFailedError
+                        if row["qid"] in rows:
+                            raise AssertionError(f"query {row['qid']!r} came back twice from the replicas")
+                        rows[row["qid"]] = row
+                        bar.update(1)
+        finally:
+            context.enable_progress_bars = shown
     missing = [q for q in qids if q not in rows]
     if missing:
         raise AssertionError(f"{len(missing)} queries did not come back from the replicas (e.g. {missing[:3]})")

@@ -120,7 +120,9 @@ def map_replicas(
         fn_constructor_kwargs=replica_options,
         batch_size=batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=replicas),
+        # One batch per replica at a time: otherwise the replica that starts first queues several batches
+        # while the others are still loading their model, and a small job runs on one replica.
+        compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1),
         num_gpus=num_gpus,
         num_cpus=num_cpus,
     )

@@ -115,8 +115,14 @@ def test_noveleval_oracle_cli_on_ray_matches_the_single_process_run(shared_data,
     assert main([*argv, "--output-dir", str(tmp_path / "ray"), "--ray", "--replicas", "2"]) == 0
     assert "63 windows (63 from cache, 0 generated)" in capsys.readouterr().out
     # Another setting in the same directory is refused by the replicas, before any window, as in one process.
-    assert main([*argv[:-1], "--step", "4", "--output-dir", str(tmp_path / "ray"), "--ray", "--replicas", "2"]) == 1
+    assert main([*argv, "--step", "4", "--output-dir", str(tmp_path / "ray"), "--ray", "--replicas", "2"]) == 1
     assert "holds a run with other settings (step: 5 -> 4)" in capsys.readouterr().err
+    # From a fresh process, `--ray` starts a local cluster of its own (and stops it): the same run again.
+    command = [sys.executable, "-m", "reasonrank", *argv, "--output-dir", str(tmp_path / "fresh"), "--ray"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # not this module's cluster
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "fresh" / "run.trec").read_bytes() == (tmp_path / "single" / "run.trec").read_bytes()
 
 
 def test_bright_oracle_on_ray_matches_the_single_process_run(shared_data, tmp_path, capsys):

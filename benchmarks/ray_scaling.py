@@ -145,7 +145,7 @@ def main() -> None:
         args.json,
         {
             "machine": machine(),
-            "settings": vars(args) | {"windows": windows},
+            "settings": vars(args) | {"windows": windows, "ray": ray.__version__},
             "single_process_seconds": single,
             "ray_init_seconds": init_seconds,
             "ray": results,

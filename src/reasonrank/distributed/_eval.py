@@ -124,7 +124,7 @@ def run_eval_on_ray(
             query_batch_size=query_batch_size, progress=progress, ray_init_options=ray_init_options,
         )  # fmt: skip
     except BaseException:
-        logger.error("reranking stopped; completed windows are cached in %s: rerun the same command to resume", shards)
+        logger.error("reranking stopped; completed windows are cached in %s: rerun to resume", directory / CACHE)
         raise
     finally:
         merge_shards(main, shards)

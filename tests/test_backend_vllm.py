@@ -13,8 +13,8 @@ import pytest
 
 from conftest import FIXTURES, package_dir
 from fake_outputs import prompt_sha
-from reasonrank import Passage, Reranker, SamplingParams
-from reasonrank._errors import InvalidInputError, MissingDependencyError, WindowFailedError
+from reasonrank import Reranker, SamplingParams
+from reasonrank._errors import InvalidInputError, MissingDependencyError
 from reasonrank.backends import GenerationRequest, get_backend_class
 from reasonrank.prompts import get_template
 
@@ -26,7 +26,7 @@ def _purge_vllm() -> None:
 
 @pytest.fixture
 def stand_in_vllm(tmp_path, monkeypatch):
-    """``import vllm`` gives the stand-in (in this process and in spawned replicas) for one test."""
+    """``import vllm`` gives the stand-in for one test."""
     site = tmp_path / "site"
     (site / "vllm" / "lora").mkdir(parents=True)
     (site / "vllm" / "__init__.py").write_text(
@@ -182,47 +182,16 @@ def test_length_finish_reason_and_token_counts(stand_in_vllm, reasonrank_7b_dir)
     assert sorted(ranking.docids) == ["0", "1", "2"]
 
 
-@pytest.mark.slow
-def test_data_parallel_replicas_split_rounds_and_keep_completed_windows(
-    stand_in_vllm, reasonrank_7b_dir, monkeypatch, tmp_path
-):
-    queries = [f"query {k}" for k in range(6)]
-    lists = [[Passage(f"q{k} passage {i}", docid=f"q{k}-{i}") for i in range(25)] for k in range(6)]
-    single = Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", progress=False)
-    expected = [r.docids for r in single.rerank_batch(queries, lists)]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
-    monkeypatch.setenv("STAND_IN_LOG_DIR", str(tmp_path))  # replicas log (their GPUs, prompt) per answer
-    dp = Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", data_parallel_size=2, progress=False)
-    try:
-        assert dp.backend.llm is None and dp.backend.tokenizer is not None
-        rankings = dp.rerank_batch(queries, lists)
-        assert [r.docids for r in rankings] == expected  # same prompts, same answers, whichever replica
-        logs = [json.loads(line) for f in tmp_path.glob("*.jsonl") for line in f.read_text().splitlines()]
-        assert len(logs) == 12 and {entry["gpus"] for entry in logs} == {"5", "7"}  # both replicas, own GPU each
-        assert len(list(tmp_path.glob("*.jsonl"))) == 2
-        # A replica whose generate() fails: the other replica's windows complete, the failed ones are named.
-        lists[4] = [Passage("EXPLODE " + p.text, docid=p.docid) for p in lists[4]]
-        with pytest.raises(WindowFailedError) as info:
-            dp.rerank_batch(queries, lists)
-        err = info.value
-        assert ("query 4", (5, 25)) in err.failed
-        assert 0 < err.completed < 6 and err.completed + len(err.failed) == 6
-        assert "stand-in engine failure" in str(err)
-    finally:
-        dp.backend.close()
-    assert all(not p.is_alive() for p in dp.backend._runner.processes)
-
-
-def test_replica_devices_follow_cuda_visible_devices(monkeypatch):
-    from reasonrank.backends.vllm import _visible_devices
-
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7")
-    assert _visible_devices(2, 4) == ["0,1,2,3", "4,5,6,7"]
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert _visible_devices(4, 1) == ["0", "1", "2", "3"]
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    with pytest.raises(InvalidInputError, match="needs 4 GPUs"):
-        _visible_devices(2, 2)
+def test_data_parallel_size_is_refused_with_the_ray_and_server_paths(stand_in_vllm, reasonrank_7b_dir):
+    """The home-made replica pool is gone: data parallelism is Ray's job (or a data-parallel vLLM server's)."""
+    with pytest.raises(InvalidInputError) as info:
+        Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", data_parallel_size=2)
+    message = str(info.value)
+    assert "reasonrank eval --ray --replicas 2" in message and "run_eval_on_ray" in message
+    assert "pip install 'reasonrank[ray]'" in message
+    assert "vllm serve MODEL --data-parallel-size 2" in message and "backend='openai'" in message
+    assert stand_in_vllm.ENGINES == []  # refused before any engine starts
+    Reranker.from_pretrained(reasonrank_7b_dir, backend="vllm", data_parallel_size=1)  # the default stays valid
 
 
 def _real_vllm_and_gpu() -> str | None:

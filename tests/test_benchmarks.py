@@ -49,3 +49,11 @@ def test_serve_load_runs(tmp_path):
     )  # fmt: skip
     assert [r["concurrency"] for r in result["results"]] == [1, 4]
     assert all(r["codes"] == {"200": 8} for r in result["results"])
+
+
+@pytest.mark.slow
+def test_ray_scaling_runs(tmp_path):
+    pytest.importorskip("ray", reason="needs the ray extra")
+    args = ("--replicas", "1,2", "--queries", "4", "--latency", "0.001", "--repeats", "1")
+    result = run("ray_scaling.py", *args, tmp_path=tmp_path)
+    assert [r["replicas"] for r in result["ray"]] == [1, 2] and result["ray_init_seconds"] > 0

@@ -4,19 +4,17 @@ vLLM cannot be installed on CPU machines, so the unit tests put a package named 
 ``LLM``, ``SamplingParams`` and ``lora.request.LoRARequest`` are these classes (see the ``stand_in_vllm``
 fixture in test_backend_vllm.py). They check their arguments as vLLM does, tokenize with a real Hugging Face
 tokenizer, and answer with :func:`fake_outputs.fake_output` (a function of the exact prompt bytes), so the
-official pipeline vectors apply. Spawned data-parallel replicas import them the same way.
+official pipeline vectors apply.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fake_outputs import fake_output, prompt_sha
+from fake_outputs import fake_output
 
 #: every engine built in this process: the keyword arguments it got
 ENGINES: list[dict[str, Any]] = []
@@ -42,11 +40,6 @@ def default_responder(prompt: str) -> str:
         raise RuntimeError("stand-in engine failure (EXPLODE in a prompt)")
     match = _NUM.search(prompt)
     num = int(match.group(1)) if match else 2
-    log_dir = os.environ.get("STAND_IN_LOG_DIR")
-    if log_dir:  # which process (and GPUs) answered which prompt, for the data-parallel tests
-        line = json.dumps({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "sha": prompt_sha(prompt)})
-        with open(os.path.join(log_dir, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as f:
-            f.write(line + "\n")
     return fake_output(prompt, num, tags=True)
 
 

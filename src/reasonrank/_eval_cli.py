@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
     out.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    from .distributed._cli import add_arguments as add_ray_arguments
+
+    add_ray_arguments(parser)
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The model and backend options of ``reasonrank eval`` (also taken by ``reasonrank serve``)."""
@@ -194,17 +198,22 @@ def run(args: argparse.Namespace) -> int:
         }
         # Arguments, data and the output directory are checked before the model loads (minutes for a 7B model).
         _check_eval_args(data, args.output_dir, strict=args.strict, **run_args)
-        t0 = time.perf_counter()
-        reranker = _build_reranker(args, data, options)
-        load_seconds = time.perf_counter() - t0
-        result = run_eval(
-            reranker,
-            data,
-            args.output_dir,
-            progress=not args.no_progress,
-            extra_summary={"load_seconds": load_seconds},
-            **run_args,
-        )
+        if args.ray is not None:  # the same run on a Ray cluster: each replica builds its own reranker
+            from .distributed._cli import run_eval_from_args
+
+            result = run_eval_from_args(args, _build_reranker, data, options, progress=not args.no_progress, **run_args)
+        else:
+            t0 = time.perf_counter()
+            reranker = _build_reranker(args, data, options)
+            load_seconds = time.perf_counter() - t0
+            result = run_eval(
+                reranker,
+                data,
+                args.output_dir,
+                progress=not args.no_progress,
+                extra_summary={"load_seconds": load_seconds},
+                **run_args,
+            )
     except (ReasonRankError, OSError) as e:  # OSError: an input file that is missing or cannot be read
         sys.stderr.write(f"reasonrank eval: error: {e}\n")
         return 1

@@ -311,10 +311,13 @@ def _default_model_id(backend: Any) -> str:
 
 
 def _known_settings(
-    model_id: str, data: EvalData, window: int, step: int, top_k: int | None, strategy: Strategy, strict: bool
+    model_id: str, data: EvalData, window: int, step: int, top_k: int | None, strategy: Strategy, strict: bool | None
 ) -> dict:
-    """The settings known before the model is loaded (the CLI checks them against the manifest first)."""
-    return {
+    """The settings known before the model is loaded (the CLI checks them against the manifest first).
+
+    ``strict=None``: not known yet (a Ray run's replicas build their rerankers), so not compared.
+    """
+    settings = {
         "model_id": model_id,
         "strict": strict,
         "window": window,
@@ -323,6 +326,9 @@ def _known_settings(
         "strategy": repr(strategy),
         "data": data.fingerprint(),
     }
+    if strict is None:
+        del settings["strict"]
+    return settings
 
 
 def _settings(
@@ -486,7 +492,7 @@ def _check_eval_args(
     query_batch_size: int,
     tag: str,
     model_id: str,
-    strict: bool,
+    strict: bool | None,
     overwrite: bool,
 ) -> tuple[Path, Strategy, list[str], list[str]]:
     """Everything :func:`run_eval` can check before a model runs (or, from the CLI, is loaded).
@@ -588,7 +594,40 @@ def _rerank_and_report(
     finally:
         cache.close(inner=False)
     rerank_seconds = time.perf_counter() - started
+    return _write_results(
+        directory,
+        data,
+        qids,
+        rankings,
+        metric_names,
+        scores=scores,
+        average=average,
+        limit=limit,
+        tag=tag,
+        windows_from_cache=cache.hits,
+        windows_generated=cache.misses,
+        wall_seconds=rerank_seconds,
+        extra_summary=extra_summary,
+    )
 
+
+def _write_results(
+    directory: Path,
+    data: EvalData,
+    qids: list[str],
+    rankings: list[Ranking],
+    metric_names: list[str],
+    *,
+    scores: ScoreConvention,
+    average: Average,
+    limit: int | None,
+    tag: str,
+    windows_from_cache: int,
+    windows_generated: int,
+    wall_seconds: float,
+    extra_summary: Mapping[str, Any] | None,
+) -> EvalResult:
+    """Evaluate ``rankings`` (in ``qids`` order) and write run, traces, metrics and summary into ``directory``."""
     run = rankings_to_run(rankings, scores=scores, decimals=6)  # exactly what the written file reads back as
     # average="qrels" counts judged queries without candidates as empty rankings; with a limit, only the
     # queries taken part.
@@ -623,15 +662,15 @@ def _rerank_and_report(
         "queries_evaluated": len(per_query["reranked"]),
         "average": average,
         "windows": len(windows),
-        "windows_from_cache": cache.hits,
-        "windows_generated": cache.misses,
+        "windows_from_cache": windows_from_cache,
+        "windows_generated": windows_generated,
         "repaired_windows": sum(1 for w in windows if w.repairs),
         "generated_tokens": generated,
         "prompt_tokens": sum(w.prompt_tokens or 0 for w in windows),
         "model_seconds": model_seconds,
         "queries_per_second": len(qids) / model_seconds if model_seconds else None,
         "generated_tokens_per_second": generated / model_seconds if model_seconds else None,
-        "wall_seconds": rerank_seconds,
+        "wall_seconds": wall_seconds,
         "skipped_run_lines": data.skipped_lines,
         **(extra_summary or {}),
     }

@@ -1,10 +1,11 @@
 """vLLM backend: offline ``vllm.LLM.generate`` on the rendered prompt strings, as the official pipeline runs.
 
-Install with ``pip install 'reasonrank[vllm]'`` (Linux with a CUDA GPU). ``data_parallel_size=N`` starts N
-engine replicas in their own processes, each on its own ``tensor_parallel_size`` GPUs, and splits every window
-round between them. ``engine="async"`` (or ``VLLMBackend(AsyncLLMEngine(...))``) uses vLLM's async engine
-instead: one engine, each window added as soon as it is ready while others decode, so every query advances on
-its own (the reranker's streaming schedule).
+Install with ``pip install 'reasonrank[vllm]'`` (Linux with a CUDA GPU). One backend is one engine (on its
+``tensor_parallel_size`` GPUs); for data parallelism run replicas on Ray (:mod:`reasonrank.distributed`,
+``reasonrank eval --ray --replicas N``) or ``vllm serve --data-parallel-size N`` behind the OpenAI backend.
+``engine="async"`` (or ``VLLMBackend(AsyncLLMEngine(...))``) uses vLLM's async engine instead of ``vllm.LLM``:
+one engine, each window added as soon as it is ready while others decode, so every query advances on its own
+(the reranker's streaming schedule).
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ import contextlib
 import inspect
 import itertools
 import logging
-import multiprocessing
-import os
 import threading
-import traceback
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -180,138 +178,6 @@ def _lora_request(lora_path: str | None) -> Any:
     return LoRARequest(LORA_NAME, 1, lora_path)
 
 
-def _replica_main(conn: Any, devices: str | None, engine_kwargs: dict[str, Any], lora_path: str | None) -> None:
-    """A data-parallel replica: builds its own engine on its GPUs, then serves ``generate`` calls from a pipe."""
-    if devices is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # before vLLM (and torch) see the GPUs
-    try:
-        vllm = _import_vllm()
-        engine = _Engine(vllm.LLM(**engine_kwargs), _lora_request(lora_path))
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message[0] == "stop":
-            return
-        _, prompts, samplings = message
-        try:
-            conn.send(("ok", engine.run(prompts, samplings)))
-        except BaseException:
-            conn.send(("error", traceback.format_exc()))
-
-
-def _stop_replicas(processes: list[Any], conns: list[Any]) -> None:
-    for conn in conns:
-        with contextlib.suppress(OSError, ValueError):
-            conn.send(("stop",))
-    for process in processes:
-        process.join(timeout=30)
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=5)
-
-
-class _ReplicaPool:
-    """``size`` engine replicas in spawned processes; ``devices[k]`` is replica k's ``CUDA_VISIBLE_DEVICES``."""
-
-    def __init__(self, size: int, devices: list[str | None], engine_kwargs: dict[str, Any], lora_path: str | None):
-        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-        self.devices = devices
-        self.conns: list[Any] = []
-        self.processes: list[Any] = []
-        for k in range(size):
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_replica_main,
-                args=(child, devices[k], engine_kwargs, lora_path),
-                name=f"reasonrank-vllm-replica-{k}",
-                daemon=True,
-            )
-            process.start()
-            child.close()
-            self.conns.append(parent)
-            self.processes.append(process)
-        self._finalizer = weakref.finalize(self, _stop_replicas, self.processes, self.conns)
-        for k in range(size):
-            status, detail = self._receive(k)
-            if status != "ready":
-                self.close()
-                raise BackendError(f"vLLM replica {k} (GPUs {devices[k]}) failed to start:\n{detail}")
-
-    def _receive(self, k: int) -> tuple[str, Any]:
-        try:
-            message: tuple[str, Any] = self.conns[k].recv()
-        except EOFError:
-            code = self.processes[k].exitcode
-            return "error", f"the replica process exited (exit code {code}) without an answer"
-        return message
-
-    def stream(
-        self, prompts: Sequence[str], samplings: Sequence[SamplingParams]
-    ) -> Iterator[tuple[list[int], list[Generation]]]:
-        """Send each replica its share, then yield ``(indices, generations)`` per replica as each finishes."""
-        from multiprocessing.connection import wait
-
-        shards = _balanced_shards([len(p) for p in prompts], len(self.conns))
-        pending = {}
-        for k, indices in enumerate(shards):
-            if indices:
-                self.conns[k].send(("generate", [prompts[i] for i in indices], [samplings[i] for i in indices]))
-                pending[self.conns[k]] = k
-        errors = []
-        while pending:
-            for conn in wait(list(pending)):
-                k = pending.pop(conn)
-                status, payload = self._receive(k)
-                if status == "ok":
-                    yield shards[k], payload
-                else:
-                    errors.append(f"replica {k} (GPUs {self.devices[k]}): {payload}")
-        if errors:  # every replica that succeeded has been yielded above
-            raise BackendError("vLLM data-parallel generation failed in " + "; ".join(errors))
-
-    def close(self) -> None:
-        self._finalizer()
-
-
-def _balanced_shards(lengths: Sequence[int], parts: int) -> list[list[int]]:
-    """Split request indices into ``parts`` groups of about equal total prompt length (longest first).
-
-    >>> _balanced_shards([10, 1, 1, 8], 2)
-    [[0], [3, 1, 2]]
-    """
-    shards: list[list[int]] = [[] for _ in range(parts)]
-    loads = [0] * parts
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        k = loads.index(min(loads))
-        shards[k].append(i)
-        loads[k] += lengths[i]
-    return shards
-
-
-def _visible_devices(data_parallel_size: int, tensor_parallel_size: int) -> list[str | None]:
-    """Each replica's ``CUDA_VISIBLE_DEVICES``: consecutive groups of the GPUs this process may use."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    needed = data_parallel_size * tensor_parallel_size
-    if visible is not None:
-        gpus = [g.strip() for g in visible.split(",") if g.strip()]
-        if len(gpus) < needed:
-            raise InvalidInputError(
-                f"data_parallel_size={data_parallel_size} x tensor_parallel_size={tensor_parallel_size} needs "
-                f"{needed} GPUs but CUDA_VISIBLE_DEVICES lists {len(gpus)} ({visible!r})"
-            )
-    else:
-        gpus = [str(g) for g in range(needed)]
-    return [
-        ",".join(gpus[k * tensor_parallel_size : (k + 1) * tensor_parallel_size]) for k in range(data_parallel_size)
-    ]
-
-
 class VLLMBackend(Backend):
     """Generate with vLLM's offline engine: one ``LLM.generate`` call per window round, across all queries.
 
@@ -325,16 +191,12 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __init__(self, llm: Any, *, lora_request: Any = None, use_tqdm: bool = False, tokenizer: Any = None) -> None:
-        self._runner: _Engine | _ReplicaPool | _AsyncEngine
-        if isinstance(llm, _ReplicaPool):
-            self._runner = llm
-        elif _is_async_engine(llm):
+        self._runner: _Engine | _AsyncEngine
+        if _is_async_engine(llm):
             self._runner = _AsyncEngine(llm, lora_request)
         else:
             self._runner = _Engine(llm, lora_request, use_tqdm)
         if tokenizer is None:
-            if isinstance(llm, _ReplicaPool):
-                raise InvalidInputError("a replica pool needs tokenizer=")
             runner = self._runner
             tokenizer = runner.tokenizer() if isinstance(runner, _AsyncEngine) else llm.get_tokenizer()
         self._tokenizer = tokenizer
@@ -365,8 +227,10 @@ class VLLMBackend(Backend):
         Official (model-reference §1.6): ``gpu_memory_utilization=0.9``, ``tensor_parallel_size`` = number of
         GPUs (4 in the scripts), LoRA with ``max_lora_rank=32`` when ``lora_path`` is given, no ``max_model_len``
         (the model's own). Prefix caching is on: every window of a query shares the system prompt and
-        instructions. ``data_parallel_size=N`` runs N independent replicas in their own processes (vLLM's
-        ``LLM`` does not do data parallelism in one process). Any other ``vllm.LLM``/``EngineArgs`` keyword
+        instructions. ``data_parallel_size`` > 1 is refused: vLLM's ``LLM`` does not do data parallelism in
+        one process; run replicas on Ray (:func:`reasonrank.distributed.run_eval_on_ray`, ``reasonrank eval
+        --ray --replicas N``) or serve with ``vllm serve --data-parallel-size N`` and use ``backend="openai"``.
+        Any other ``vllm.LLM``/``EngineArgs`` keyword
         (``enforce_eager``, ``quantization``, ``seed``, ``download_dir``, ``max_num_seqs``, ...) passes through,
         as keyword arguments or as ``engine_options={...}``.
 
@@ -377,11 +241,18 @@ class VLLMBackend(Backend):
         """
         if engine not in ("offline", "async"):
             raise InvalidInputError(f"engine must be 'offline' (vllm.LLM) or 'async' (AsyncLLMEngine), got {engine!r}")
-        if engine == "async" and data_parallel_size != 1:
-            raise InvalidInputError("engine='async' runs one engine: use data_parallel_size=1 (or several servers)")
         for name, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
+        if data_parallel_size > 1:
+            raise InvalidInputError(
+                f"data_parallel_size={data_parallel_size}: the vLLM backend runs one engine. For {data_parallel_size} "
+                f"replicas, run them on Ray: `reasonrank eval --ray --replicas {data_parallel_size}` or "
+                "reasonrank.distributed.run_eval_on_ray(RerankerSpec(model, backend='vllm', ...), data, output_dir, "
+                f"replicas={data_parallel_size}, num_gpus=tensor_parallel_size) (pip install 'reasonrank[ray]'); or "
+                f"serve the model with `vllm serve MODEL --data-parallel-size {data_parallel_size}` and use "
+                "backend='openai' with its URL"
+            )
         if tokenizer is not None and not isinstance(tokenizer, str):
             raise InvalidInputError(
                 "the vLLM backend loads its tokenizer itself: pass tokenizer= as a name or path, not an object"
@@ -405,25 +276,8 @@ class VLLMBackend(Backend):
             logger.info("loading %s on vLLM's async engine (tensor_parallel_size=%d)", model, tensor_parallel_size)
             async_engine = vllm.AsyncLLMEngine.from_engine_args(vllm.AsyncEngineArgs(**kwargs))
             return cls(async_engine, lora_request=_lora_request(lora_path))
-        if data_parallel_size == 1:
-            logger.info("loading %s on vLLM (tensor_parallel_size=%d)", model, tensor_parallel_size)
-            return cls(vllm.LLM(**kwargs), lora_request=_lora_request(lora_path), use_tqdm=use_tqdm)
-        devices = _visible_devices(data_parallel_size, tensor_parallel_size)
-        logger.info("starting %d vLLM replicas of %s on GPUs %s", data_parallel_size, model, devices)
-        pool = _ReplicaPool(data_parallel_size, list(devices), kwargs, lora_path)
-        try:
-            from transformers import AutoTokenizer
-
-            # What vLLM's get_tokenizer() loads, built here because the engines live in other processes.
-            hf_tokenizer = AutoTokenizer.from_pretrained(
-                tokenizer or model,
-                revision=kwargs.get("tokenizer_revision", revision),
-                trust_remote_code=trust_remote_code,
-            )
-        except BaseException:
-            pool.close()
-            raise
-        return cls(pool, tokenizer=hf_tokenizer)
+        logger.info("loading %s on vLLM (tensor_parallel_size=%d)", model, tensor_parallel_size)
+        return cls(vllm.LLM(**kwargs), lora_request=_lora_request(lora_path), use_tqdm=use_tqdm)
 
     @property
     def tokenizer(self) -> Any:
@@ -431,8 +285,8 @@ class VLLMBackend(Backend):
 
     @property
     def llm(self) -> Any:
-        """The ``vllm.LLM`` or async engine (``None`` with data parallelism: the engines live in replica processes)."""
-        return self._runner.llm if isinstance(self._runner, (_Engine, _AsyncEngine)) else None
+        """The ``vllm.LLM`` engine, or the async engine with ``engine="async"``."""
+        return self._runner.llm
 
     @property
     def can_stream(self) -> bool:
@@ -458,5 +312,5 @@ class VLLMBackend(Backend):
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
-        if isinstance(self._runner, (_ReplicaPool, _AsyncEngine)):
+        if isinstance(self._runner, _AsyncEngine):
             self._runner.close()

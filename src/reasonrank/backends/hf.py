@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest
+from ._base import Backend, Generation, GenerationRequest, check_model_path
 
 __all__ = ["HFBackend"]
 
@@ -152,6 +152,7 @@ class HFBackend(Backend):
         ``sort_by_length``, ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``,
         ``engine``, ``continuous_config``) go to the constructor.
         """
+        check_model_path(model)
         torch = _import_torch()
         transformers = _import_transformers()
         model, gguf_file = _split_gguf(model, gguf_file)

@@ -8,6 +8,8 @@ round between them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import logging
 import multiprocessing
 import os
@@ -18,7 +20,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest
+from ._base import Backend, Generation, GenerationRequest, check_model_path
 
 __all__ = ["VLLMBackend", "to_vllm_sampling"]
 
@@ -287,6 +289,7 @@ class VLLMBackend(Backend):
         (``enforce_eager``, ``quantization``, ``seed``, ``download_dir``, ``max_num_seqs``, ...) passes through,
         as keyword arguments or as ``engine_options={...}``.
         """
+        check_model_path(model)
         for name, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
@@ -328,6 +331,19 @@ class VLLMBackend(Backend):
             pool.close()
             raise
         return cls(pool, tokenizer=hf_tokenizer)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        """``from_pretrained``'s own keywords plus vLLM's ``EngineArgs`` fields (``None`` without vLLM: any)."""
+        if not loading:
+            return super().option_names(loading=False)
+        try:
+            engine_args = _import_vllm().EngineArgs
+            engine_fields = {f.name for f in dataclasses.fields(engine_args)}
+        except (ImportError, TypeError, AttributeError):  # no vLLM here, or an EngineArgs that is no dataclass
+            return None
+        own = set(inspect.signature(cls.from_pretrained).parameters) - {"model", "more_engine_options"}
+        return frozenset(own | engine_fields)
 
     @property
     def tokenizer(self) -> Any:

@@ -98,21 +98,15 @@ class Backend(ABC):
     def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
         """The keyword options ``from_pretrained`` (``loading=True``) or the constructor accepts; ``None``: any.
 
-        Read from the signatures: ``from_pretrained``'s keywords, plus the constructor's keyword-only ones when
-        ``from_pretrained`` passes ``**options`` on to it. A backend whose loader passes options on to something
-        else (vLLM's engine) overrides this. Used to reject a mistyped option before a model is loaded.
+        Read from the signature (``None`` when it takes ``**options``; a backend whose loader passes them on to
+        its constructor returns :func:`loader_options`). Used to reject a mistyped option before a model loads.
         """
         if not loading:
             return _keywords(cls.__init__, keyword_only=False)
         loader = getattr(cls, "from_pretrained", None)
         if loader is None:
             return frozenset()
-        names = _keywords(loader, keyword_only=False, skip_first=True)
-        if names is not None:
-            return names
-        own = _keywords(loader, keyword_only=False, skip_first=True, open_ok=True) or frozenset()
-        passed_on = _keywords(cls.__init__, keyword_only=True)
-        return None if passed_on is None else own | passed_on
+        return _keywords(loader, keyword_only=False, skip_first=True)
 
     def close(self) -> None:
         """Release resources (servers, GPU memory). The default does nothing."""
@@ -191,7 +185,7 @@ def check_options(backend_cls: type[Backend], options: Mapping[str, Any], *, loa
     unknown = sorted(k for k in options if k not in valid)
     if not unknown:
         return
-    where = f"{backend_cls.name} backend option" + ("" if loading else " (constructor)")
+    where = f"{backend_cls.name} backend option"
     hint = f"also unknown: {', '.join(map(repr, unknown[1:]))}" if len(unknown) > 1 else ""
     raise UnknownNameError(where, unknown[0], sorted(valid | set(also)), hint)
 
@@ -216,3 +210,11 @@ def check_model_path(model: str) -> None:
         raise InvalidInputError(
             f"the local path {model!r} does not exist (a hub id looks like 'org/name'); check the path"
         )
+
+
+def loader_options(backend_cls: type[Backend]) -> frozenset[str] | None:
+    """The options of a ``from_pretrained`` that passes its ``**options`` on to the constructor: its own
+    keywords plus the constructor's keyword-only ones."""
+    own = _keywords(backend_cls.from_pretrained, keyword_only=False, skip_first=True, open_ok=True)  # type: ignore[attr-defined]
+    passed_on = _keywords(backend_cls.__init__, keyword_only=True)
+    return None if own is None or passed_on is None else own | passed_on

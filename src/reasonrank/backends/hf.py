@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest, check_model_path
+from ._base import Backend, Generation, GenerationRequest, loader_options, check_model_path
 
 __all__ = ["HFBackend"]
 
@@ -186,6 +186,10 @@ class HFBackend(Backend):
             lm.to(device)
         lm.eval()
         return cls(lm, tokenizer, **options)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        return loader_options(cls) if loading else super().option_names(loading=False)
 
     @property
     def tokenizer(self) -> Any:

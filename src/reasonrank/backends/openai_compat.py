@@ -27,7 +27,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest
+from ._base import Backend, Generation, GenerationRequest, loader_options
 
 __all__ = ["SERVER_PROFILES", "OpenAIBackend", "OpenAIStats", "RequestsFailedError", "ServerProfile"]
 
@@ -242,6 +242,10 @@ class OpenAIBackend(Backend):
         if isinstance(tokenizer, str) and tokenizer == "auto":
             tokenizer = _auto_tokenizer(model)
         return cls(served_model_name or model, tokenizer=tokenizer, **options)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        return loader_options(cls) if loading else super().option_names(loading=False)
 
     @property
     def tokenizer(self) -> Any:

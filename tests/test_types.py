@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from reasonrank import InvalidInputError, Passage, PassageTypeError, RankedPassage, Ranking, SamplingParams, WindowTrace
+from reasonrank import InvalidInputError, PassageTypeError, RankedPassage, Ranking, SamplingParams, WindowTrace
 from reasonrank._types import as_passage, as_passages
 
 

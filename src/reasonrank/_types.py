@@ -69,9 +69,7 @@ def _where(index: int | None) -> str:
 
 def _check_str(value: Any, what: str, index: int | None) -> str:
     if not isinstance(value, str):
-        raise PassageTypeError(
-            f"{_where(index)}: {what} must be a str, got {type(value).__name__} ({value!r:.60})"
-        )
+        raise PassageTypeError(f"{_where(index)}: {what} must be a str, got {type(value).__name__} ({value!r:.60})")
     return value
 
 

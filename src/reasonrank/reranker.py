@@ -105,8 +105,10 @@ def _check_unique_docids(label: str, passages: Sequence[Passage]) -> None:
     for i, passage in enumerate(passages):
         docid = passage.docid if passage.docid is not None else str(i)
         if docid in first:
-            why = "" if passage.docid is not None and passages[first[docid]].docid is not None else (
-                " (a passage without a docid is named by its position)"
+            why = (
+                ""
+                if passage.docid is not None and passages[first[docid]].docid is not None
+                else (" (a passage without a docid is named by its position)")
             )
             raise InvalidInputError(
                 f"{label}: passages {first[docid]} and {i} have the same docid {docid!r}{why}; docids must be "

@@ -169,14 +169,15 @@ def _keywords(
         parameters = parameters[1:]  # the model
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters) and not open_ok:
         return None
-    kinds = (inspect.Parameter.KEYWORD_ONLY,)
+    kinds: tuple[inspect._ParameterKind, ...] = (inspect.Parameter.KEYWORD_ONLY,)
     if not keyword_only:
         kinds += (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
     return frozenset(p.name for p in parameters if p.kind in kinds)
 
 
-def check_options(backend_cls: type[Backend], options: Mapping[str, Any], *, loading: bool = True,
-                  also: Sequence[str] = ()) -> None:
+def check_options(
+    backend_cls: type[Backend], options: Mapping[str, Any], *, loading: bool = True, also: Sequence[str] = ()
+) -> None:
     """Raise :class:`~reasonrank.UnknownNameError` for an option ``backend_cls`` does not take (a typo), naming
     the closest valid one; ``also`` are other names the caller accepts (shown, and used for the suggestion)."""
     valid = backend_cls.option_names(loading=loading)

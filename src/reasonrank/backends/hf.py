@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest, loader_options, check_model_path
+from ._base import Backend, Generation, GenerationRequest, check_model_path, loader_options
 
 __all__ = ["HFBackend"]
 

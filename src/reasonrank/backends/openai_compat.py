@@ -15,12 +15,15 @@ Windows run concurrently (asyncio, bounded by ``max_concurrency`` per server), s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import queue
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +38,16 @@ logger = logging.getLogger(__name__)
 
 #: HTTP statuses worth retrying: rate limits, overload, gateway trouble, server errors
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+#: default bound on one response body (decoded bytes): a ReasonRank answer is ~15 KB, so 8 MiB leaves room for
+#: long reasoning and logprobs while a runaway or hostile server cannot fill memory, the cache or the traces
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
+
+#: token counts above this are not believed (no context is this long): recorded as unknown
+_MAX_TOKEN_COUNT = 100_000_000
+
+# Header names whose values are credentials (never shown, like the API key).
+_SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "cookie", "signature")
 
 
 @dataclass(frozen=True)
@@ -103,18 +116,69 @@ class OpenAIStats:
 
 
 class _Secret:
-    """Holds the API key so that no repr, log line or traceback local ever shows it."""
+    """Holds credentials (the API key, secret headers, URL passwords) so that no repr, log line or traceback local
+    shows them; :meth:`redact` hides each of them, in the spellings an error message may use, from any text."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_hidden", "_value")
 
-    def __init__(self, value: str | None) -> None:
+    def __init__(self, value: str | None, *also: str) -> None:
         self._value = value
+        variants: set[str] = set()
+        for secret in (value, *also):
+            if secret:
+                variants.update(_spellings(secret))
+        # longest first, so that a key is hidden whole before any shorter secret inside it
+        self._hidden = tuple(sorted((v for v in variants if v), key=len, reverse=True))
 
     def get(self) -> str | None:
         return self._value
 
+    def redact(self, text: str) -> str:
+        for secret in self._hidden:
+            if secret in text:
+                text = text.replace(secret, "<hidden>")
+        return text
+
     def __repr__(self) -> str:
         return "<hidden>" if self._value else "None"
+
+
+class _Hidden:
+    """A value (the extra headers) that no repr shows."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+
+def _spellings(secret: str) -> set[str]:
+    """``secret`` as it may show up in a message: raw, stripped, and escaped as repr, bytes repr and JSON do."""
+    forms = {secret, secret.strip()}
+    for form in list(forms):
+        forms.add(repr(form)[1:-1])
+        forms.add(repr(form.encode("utf-8", "backslashreplace"))[2:-1])
+        forms.add(json.dumps(form)[1:-1])
+    return {f for f in forms if len(f) >= 4 or f == secret}
+
+
+def _check_header_value(name: str, value: object, *, secret: bool) -> str:
+    """A header value httpx can send, stripped (a key read from a file keeps its newline): visible ASCII, spaces
+    and tabs inside. A secret value is never shown, whatever it holds."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"the {name} must be a str, got {type(value).__name__}")
+    value = value.strip()
+    bad = next((i for i, c in enumerate(value) if not (" " <= c <= "~" or c == "\t")), None)
+    if bad is None:
+        return value
+    shown = "the value is not shown" if secret else f"value {value!r:.80}"
+    raise InvalidInputError(
+        f"the {name} has a character that cannot be sent in an HTTP header (a control or non-ASCII character at "
+        f"position {bad} after stripping; {shown}); check what was read"
+    )
 
 
 class _Servers:
@@ -147,6 +211,14 @@ class _Servers:
 
 class _Fatal(Exception):
     """A request that will not succeed (a 4xx other than 429, a malformed answer, or out of retries)."""
+
+
+class _Retry(Exception):
+    """An answer that is a server fault worth retrying (HTTP 200 with an error body)."""
+
+
+class _TooLarge(Exception):
+    """The answer exceeded ``max_response_bytes`` (retried: another attempt or server may answer sanely)."""
 
 
 class OpenAIBackend(Backend):
@@ -189,29 +261,48 @@ class OpenAIBackend(Backend):
         headers: Mapping[str, str] | None = None,
         http_options: Mapping[str, Any] | None = None,
         transport: Any = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise InvalidInputError("model must be the model name the server serves, e.g. 'liuwenhan/reasonrank-7B'")
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
-            raise InvalidInputError(
-                f"base_url must be one or more http(s) URLs such as http://host:8000/v1, got {base_url!r}"
-            )
+        urls, url_secrets, self._url_auth = _split_urls(base_url)
         if mode not in ("completions", "chat"):
             raise InvalidInputError(f"mode must be 'completions' (byte-exact prompts) or 'chat', got {mode!r}")
         if server not in SERVER_PROFILES:
             raise InvalidInputError(f"unknown server {server!r}; use one of {', '.join(SERVER_PROFILES)}")
-        for name, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0)):
+        for name, value, low in (
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+            ("max_response_bytes", max_response_bytes, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
-        for name, number in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if not number > 0:
-                raise InvalidInputError(f"{name} must be > 0 seconds, got {number!r}")
+        for name, number, zero_ok in (
+            ("timeout", timeout, False),
+            ("connect_timeout", connect_timeout, False),
+            ("retry_backoff", retry_backoff, True),
+            ("retry_backoff_max", retry_backoff_max, True),
+        ):
+            finite = not isinstance(number, bool) and isinstance(number, (int, float)) and math.isfinite(number)
+            if not finite or number < 0 or (number == 0 and not zero_ok):
+                raise InvalidInputError(
+                    f"{name} must be a finite number {'>=' if zero_ok else '>'} 0 seconds, got {number!r}"
+                )
         if add_special_tokens is not None and not SERVER_PROFILES[server].takes_add_special_tokens:
             raise InvalidInputError(f"add_special_tokens is a vLLM field; server={server!r} does not take it")
+        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        if key is not None:
+            key = _check_header_value("API key", key, secret=True) or None
+        headers = dict(headers or {})
+        header_secrets = []
+        for name in list(headers):
+            secret = any(word in str(name).lower() for word in _SECRET_HEADER_WORDS)
+            headers[name] = _check_header_value(f"{name!s:.40} header", headers[name], secret=secret)
+            if secret:
+                header_secrets.append(headers[name])
         _import_httpx()
         self.model = model
-        self.base_urls = [u.rstrip("/") for u in urls]
+        self.base_urls = urls
         self.mode = mode
         self.profile = SERVER_PROFILES[server]
         self.max_concurrency = max_concurrency
@@ -220,13 +311,17 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.retry_backoff = float(retry_backoff)
         self.retry_backoff_max = float(retry_backoff_max)
+        self.max_response_bytes = max_response_bytes
         self.add_special_tokens = add_special_tokens
         self.extra_body = dict(extra_body or {})
         self.stats = OpenAIStats()
-        self._api_key = _Secret(api_key if api_key is not None else os.environ.get(api_key_env))
-        self._headers = dict(headers or {})
+        # The raw value given (newline included) is hidden too: a message may quote what was passed.
+        raw = [v for v in (api_key, os.environ.get(api_key_env)) if isinstance(v, str)]
+        self._api_key = _Secret(key, *raw, *header_secrets, *url_secrets)
+        self._headers = _Hidden(headers)  # may hold credentials: no repr shows them
         self._http_options = dict(http_options or {})
         self._transport = transport
+        self._warned_counts = False
         self._tokenizer = _load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
 
     @classmethod
@@ -298,6 +393,9 @@ class OpenAIBackend(Backend):
         return body
 
     def _parse(self, data: Any) -> Generation:
+        if isinstance(data, dict) and "error" in data and "choices" not in data:
+            # Some servers (and proxies) answer overload or a crashed worker with HTTP 200 and an error body.
+            raise _Retry(f"HTTP 200 with an error instead of an answer: {self._redact(str(data['error']))[:300]}")
         try:
             choice = data["choices"][0]
             if self.mode == "completions":
@@ -308,18 +406,43 @@ class OpenAIBackend(Backend):
                 # Servers run with a reasoning parser split the thinking out: put it back where the model wrote it.
                 reasoning = message.get("reasoning_content") or message.get("reasoning")
                 if reasoning:
+                    if not isinstance(reasoning, str):
+                        raise TypeError
                     text = f"<think>{reasoning}</think>{text}"
             usage = data.get("usage") or {}
+            if not isinstance(usage, dict):
+                usage = {}
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise _Fatal(f"the server's answer is not an OpenAI {self.mode} response: {str(data)[:300]}") from None
+            shown = self._redact(str(data)[: 300 + 4096])[:300]
+            raise _Fatal(f"the server's answer is not an OpenAI {self.mode} response: {shown}") from None
         if not isinstance(text, str):
-            raise _Fatal(f"the server's answer has no text: {str(data)[:300]}")
+            raise _Fatal(f"the server's answer has no text: {self._redact(str(data)[: 300 + 4096])[:300]}")
+        finish = choice.get("finish_reason")
         return Generation(
-            text=text,
-            output_tokens=usage.get("completion_tokens"),
-            prompt_tokens=usage.get("prompt_tokens"),
-            finish_reason=choice.get("finish_reason"),
+            text=self._redact(text),  # a server echoing the key must not put it in traces or the cache
+            output_tokens=self._token_count(usage, "completion_tokens"),
+            prompt_tokens=self._token_count(usage, "prompt_tokens"),
+            finish_reason=finish if isinstance(finish, str) else None,
         )
+
+    def _token_count(self, usage: dict[str, Any], name: str) -> int | None:
+        """A usage count as an int, or None (unknown) when the server sent something no count can be: a string,
+        a negative, fractional or non-finite number, or more than :data:`_MAX_TOKEN_COUNT`."""
+        value = usage.get(name)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= _MAX_TOKEN_COUNT:
+            return value
+        if not self._warned_counts:
+            self._warned_counts = True
+            logger.warning(
+                "the server sent usage.%s = %s, which is no token count; recorded as unknown (None)",
+                name,
+                self._redact(repr(value))[:60],
+            )
+        return None
 
     # ------------------------------------------------------------------ running
 
@@ -354,11 +477,10 @@ class OpenAIBackend(Backend):
         return results  # type: ignore[return-value]
 
     def _redact(self, text: str) -> str:
-        key = self._api_key.get()
-        return text.replace(key, "<hidden>") if key else text
+        return self._api_key.redact(text)
 
     def _client_headers(self) -> dict[str, str]:
-        headers = dict(self._headers)
+        headers = dict(self._headers.value)
         key = self._api_key.get()
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -450,36 +572,99 @@ class _Run:
             delay = min(b.retry_backoff_max, b.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0)
             b.stats.attempts += 1
             try:
-                response = await client.post(url + path, json=self.bodies[i])
-            except httpx.TimeoutException:
-                reason = f"POST {url}{path} timed out (timeout={b.timeout:g}s)"
+                # `timeout` bounds the whole request: a server trickling bytes cannot hold it past the deadline.
+                status, headers, raw = await asyncio.wait_for(self._post(client, url, path, i), b.timeout)
+            except (asyncio.TimeoutError, httpx.TimeoutException):
+                reason = f"POST {url}{path} timed out (timeout={b.timeout:g}s for the whole request)"
+            except _TooLarge as e:
+                reason = f"POST {url}{path}: {e}"
             except httpx.TransportError as e:
                 reason = f"POST {url}{path} failed: {type(e).__name__}: {e}"
             else:
-                status = response.status_code
                 if status == 200:
-                    servers.release(url, failed=False)
                     try:
-                        generation = b._parse(response.json())
-                    except ValueError:
-                        raise _Fatal(f"POST {url}{path}: the answer is not JSON: {response.text[:300]!r}") from None
-                    b.stats.per_server[url] = b.stats.per_server.get(url, 0) + 1
-                    return generation
-                detail = response.text[:300].strip()
-                reason = f"POST {url}{path} -> HTTP {status}: {detail}"
-                if status not in RETRY_STATUSES:
-                    servers.release(url, failed=False)
-                    raise _Fatal(reason + _hint(status))
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                if retry_after is not None:
-                    delay = min(b.retry_backoff_max, max(delay, retry_after))
+                        generation = b._parse(json.loads(raw))
+                    except (ValueError, RecursionError):  # not JSON, or nested deeper than json can read
+                        servers.release(url, failed=False)
+                        shown = b._redact(raw[:4096].decode("utf-8", "replace"))[:300]
+                        raise _Fatal(f"POST {url}{path}: the answer is not JSON: {shown!r}") from None
+                    except _Retry as e:
+                        reason = f"POST {url}{path}: {e}"
+                    except _Fatal:
+                        servers.release(url, failed=False)
+                        raise
+                    else:
+                        servers.release(url, failed=False)
+                        b.stats.per_server[url] = b.stats.per_server.get(url, 0) + 1
+                        return generation
+                else:
+                    detail = b._redact(raw[:4096].decode("utf-8", "replace"))[:300].strip()
+                    reason = f"POST {url}{path} -> HTTP {status}: {detail}"
+                    if status not in RETRY_STATUSES:
+                        servers.release(url, failed=False)
+                        raise _Fatal(reason + _hint(status))
+                    retry_after = _retry_after(headers.get("retry-after"))
+                    if retry_after is not None:
+                        delay = min(b.retry_backoff_max, max(delay, retry_after))
             servers.release(url, failed=True, cooldown=delay)
             if attempt == b.max_retries:
                 break
             b.stats.retries += 1
             logger.info("%s: %s; retry %d/%d in %.2fs", key, b._redact(reason), attempt + 1, b.max_retries, delay)
             await asyncio.sleep(delay)
-        raise _Fatal(f"gave up after {b.max_retries + 1} attempts; last: {reason}")
+        raise _Fatal(f"gave up after {b.max_retries + 1} attempts; last: {b._redact(reason)}")
+
+    async def _post(self, client: Any, base_url: str, path: str, i: int) -> tuple[int, Any, bytes]:
+        """POST one body; the status, headers and at most ``max_response_bytes`` of (decoded) body."""
+        b = self.backend
+        limit = b.max_response_bytes
+        auth = b._url_auth.get(base_url)  # credentials that were in the URL go as basic auth, out of every log
+        options = {"auth": auth} if auth else {}
+        async with client.stream("POST", base_url + path, json=self.bodies[i], **options) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit and response.status_code == 200:
+                raise _TooLarge(_too_large(int(declared), limit))
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    if response.status_code != 200:  # an error page: its start is enough to report it
+                        break
+                    raise _TooLarge(_too_large(size, limit))
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"the answer is larger than max_response_bytes={limit} ({size} bytes or more) and was dropped; "
+        "raise max_response_bytes if this server's answers really are that large"
+    )
+
+
+def _split_urls(base_url: Any) -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
+    """Base URLs without credentials (``http://user:pass@host`` would show up in logs and errors), the
+    credentials to hide, and each credentialed URL's basic-auth pair."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url) if isinstance(base_url, Sequence) else []
+    if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+        shown = [u.rpartition("@")[2] if isinstance(u, str) else type(u).__name__ for u in urls] or base_url
+        raise InvalidInputError(
+            f"base_url must be one or more http(s) URLs such as http://host:8000/v1, got {shown!r:.200}"
+        )
+    clean: list[str] = []
+    secrets: list[str] = []
+    auth: dict[str, tuple[str, str]] = {}
+    for url in urls:
+        parts = urllib.parse.urlsplit(url.rstrip("/"))
+        if "@" in parts.netloc:
+            userinfo, _, host = parts.netloc.rpartition("@")
+            user, _, password = userinfo.partition(":")
+            user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
+            secrets += [s for s in (userinfo, password) if s]
+            parts = parts._replace(netloc=host)
+            auth[parts.geturl()] = (user, password)
+        clean.append(parts.geturl())
+    return clean, secrets, auth
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -144,6 +144,7 @@ class RearankTemplate(Template):
 
 # ----------------------------------------------------------------------------------------------- parsing
 
+
 def _answer_span(text: str) -> tuple[int, int] | None:
     """Group 1 of ``re.search(r"<answer>(.*?)</answer>", text, re.DOTALL)``, in linear time (the regex is
     quadratic on text full of ``<answer>``): if no ``</answer>`` follows the first ``<answer>``, none follows

@@ -146,13 +146,17 @@ def _extract_reasonrank(text: str) -> Extraction:
         source = text if len(lowered) == len(text) else lowered
         return Extraction(source[span[0] : span[1]].strip(), reasoning)
     if "<answer>" in text:  # case-sensitive, as official
+        tail = text.split("<answer>")[-1]
+        end = tail.lower().find("</answer>")
+        shown = (tail[:end] if end >= 0 and len(tail.lower()) == len(tail) else tail).strip()
         return Extraction(
-            text.split("<answer>")[-1],
+            shown or None,
             reasoning,
             Repair(
                 "answer_fallback",
                 detail="no complete <think>...</think><answer>...</answer>; read after the last <answer>",
             ),
+            ids_from=tail,
         )
     # Official: "the reasoning length is too long" -- digits are read from the whole text (reasoning included),
     # but only what follows </think> (if anything) is shown as the answer.

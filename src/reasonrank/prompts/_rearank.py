@@ -193,7 +193,7 @@ def extract_rearank(text: str) -> Extraction:
             response = response[span[0] : span[1]].strip()
         else:
             response = response.strip()
-            shown = text.split("<answer>")[-1].strip()
+            shown = text.split("<answer>")[-1].split("</answer>")[0].strip()
             repair = Repair(
                 "answer_fallback",
                 detail="<answer> without </answer>: identifiers read from the whole output (after the last </think>)",

@@ -271,3 +271,11 @@ def test_real_vllm_engine_end_to_end(tmp_path, reasonrank_7b_dir):
         for w in ranking.windows:
             assert 1 <= w.output_tokens <= 48 and w.prompt_tokens > 100 and w.finish_reason in ("stop", "length")
     reranker.backend.close()
+
+
+def test_a_stop_string_reaches_vllm_whole(stand_in_vllm):
+    from reasonrank.backends.vllm import to_vllm_sampling
+
+    # issue 9: a bare str was split into its characters, so the model would have stopped at the first "<"
+    params = to_vllm_sampling(SamplingParams(stop="</answer>"), stand_in_vllm.SamplingParams)
+    assert params.stop == ["</answer>"]

@@ -364,9 +364,13 @@ class Ranking:
         if any(c.isspace() for c in qid) or any(c.isspace() for c in tag):
             raise InvalidInputError("TREC qids and tags cannot contain whitespace")
         lines = []
+        seen: set[str] = set()
         for rank, (p, s) in enumerate(zip(self.passages, self.scores(scores)), start=1):
-            if any(c.isspace() for c in p.docid):
+            if not isinstance(p.docid, str) or any(c.isspace() for c in p.docid):
                 raise InvalidInputError(f"docid {p.docid!r} contains whitespace and cannot be written as TREC")
+            if p.docid in seen:
+                raise InvalidInputError(f"docid {p.docid!r} appears twice; a run needs unique docids per query")
+            seen.add(p.docid)
             lines.append(f"{qid} Q0 {p.docid} {rank} {s:.6f} {tag}")
         return lines
 

@@ -15,6 +15,7 @@ Windows run concurrently (asyncio, bounded by ``max_concurrency`` per server), s
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import math
@@ -156,12 +157,16 @@ class _Hidden:
 
 
 def _spellings(secret: str) -> set[str]:
-    """``secret`` as it may show up in a message: raw, stripped, and escaped as repr, bytes repr and JSON do."""
+    """``secret`` as a message may show it: raw and stripped, escaped as repr, bytes repr and JSON do (two layers
+    deep: a server may put the repr of a header in a JSON error body), and base64 (basic auth)."""
     forms = {secret, secret.strip()}
-    for form in list(forms):
-        forms.add(repr(form)[1:-1])
-        forms.add(repr(form.encode("utf-8", "backslashreplace"))[2:-1])
-        forms.add(json.dumps(form)[1:-1])
+    for _ in range(2):
+        for form in list(forms):
+            forms.add(repr(form)[1:-1])
+            forms.add(repr(form.encode("utf-8", "backslashreplace"))[2:-1])
+            forms.add(json.dumps(form)[1:-1])
+            forms.add(json.dumps(form, ensure_ascii=False)[1:-1])
+    forms.add(base64.b64encode(secret.strip().encode("utf-8", "backslashreplace")).decode("ascii"))
     return {f for f in forms if len(f) >= 4 or f == secret}
 
 
@@ -265,7 +270,7 @@ class OpenAIBackend(Backend):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise InvalidInputError("model must be the model name the server serves, e.g. 'liuwenhan/reasonrank-7B'")
-        urls, url_secrets, self._url_auth = _split_urls(base_url)
+        urls, url_secrets, url_auth = _split_urls(base_url)
         if mode not in ("completions", "chat"):
             raise InvalidInputError(f"mode must be 'completions' (byte-exact prompts) or 'chat', got {mode!r}")
         if server not in SERVER_PROFILES:
@@ -319,6 +324,7 @@ class OpenAIBackend(Backend):
         raw = [v for v in (api_key, os.environ.get(api_key_env)) if isinstance(v, str)]
         self._api_key = _Secret(key, *raw, *header_secrets, *url_secrets)
         self._headers = _Hidden(headers)  # may hold credentials: no repr shows them
+        self._url_auth = _Hidden(url_auth)
         self._http_options = dict(http_options or {})
         self._transport = transport
         self._warned_counts = False
@@ -618,7 +624,7 @@ class _Run:
         """POST one body; the status, headers and at most ``max_response_bytes`` of (decoded) body."""
         b = self.backend
         limit = b.max_response_bytes
-        auth = b._url_auth.get(base_url)  # credentials that were in the URL go as basic auth, out of every log
+        auth = b._url_auth.value.get(base_url)  # credentials that were in the URL go as basic auth, out of every log
         options = {"auth": auth} if auth else {}
         async with client.stream("POST", base_url + path, json=self.bodies[i], **options) as response:
             declared = response.headers.get("content-length", "")
@@ -660,7 +666,7 @@ def _split_urls(base_url: Any) -> tuple[list[str], list[str], dict[str, tuple[st
             userinfo, _, host = parts.netloc.rpartition("@")
             user, _, password = userinfo.partition(":")
             user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
-            secrets += [s for s in (userinfo, password) if s]
+            secrets += [s for s in (userinfo, password, f"{user}:{password}") if s]
             parts = parts._replace(netloc=host)
             auth[parts.geturl()] = (user, password)
         clean.append(parts.geturl())

@@ -154,3 +154,30 @@ def test_faithful_windows_with_a_huge_top_k_do_not_hang():
     reranker = Reranker(FakeBackend(lambda req: answer(reversed(range(len(req.docids))))), progress=False)
     ranking = reranker.rerank("q", [f"p{i}" for i in range(45)], top_k=10**18, window_mode="faithful")
     assert sorted(ranking.docids, key=int) == [str(i) for i in range(45)] and len(ranking.windows) == 5
+
+
+def _eval_argv(tmp_path, *extra):
+    import json
+
+    hits = [{"qid": "1", "docid": d, "content": d.upper(), "score": s} for d, s in (("a", 2.0), ("b", 1.0))]
+    (tmp_path / "data.json").write_text(json.dumps([{"query": "q", "hits": hits}]))
+    (tmp_path / "qrels.txt").write_text("1 0 b 1\n")
+    return [
+        "eval", "--data-json", str(tmp_path / "data.json"), "--qrels", str(tmp_path / "qrels.txt"),
+        "--output-dir", str(tmp_path / "out"), "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_eval_cli_options_are_checked_and_never_echo_a_value(tmp_path, capsys):
+    from reasonrank.cli import main
+
+    with pytest.raises(SystemExit) as e:  # a key pasted without "api_key=" is not shown back
+        main(_eval_argv(tmp_path, "--backend", "openai", "--model", "m", "--backend-option", "sk-Q3x9-pasted"))
+    assert "KEY=VALUE" in str(e.value.code) and "Q3x9" not in str(e.value.code)
+    assert main(_eval_argv(tmp_path, "--backend", "fake", "--backend-option", "batch_size=2")) == 1
+    assert "--backend fake runs no model: batch_size" in capsys.readouterr().err
+    assert main(_eval_argv(tmp_path, "--backend", "hf", "--model", "/nope/model.gguf", "--template", "reasonrank")) == 1
+    assert "local path '/nope/model.gguf' does not exist" in capsys.readouterr().err
+    argv = _eval_argv(tmp_path, "--backend", "openai", "--model", "m", "--template", "rankgpt")
+    assert main([*argv, "--backend-option", "max_retrys=1"]) == 1
+    assert "unknown openai backend option 'max_retrys' (did you mean 'max_retries'?)" in capsys.readouterr().err

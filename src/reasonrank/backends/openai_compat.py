@@ -33,7 +33,14 @@ from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
 from ._base import Backend, Generation, GenerationRequest, loader_options
 
-__all__ = ["SERVER_PROFILES", "OpenAIBackend", "OpenAIStats", "RequestsFailedError", "ServerProfile"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "SERVER_PROFILES",
+    "OpenAIBackend",
+    "OpenAIStats",
+    "RequestsFailedError",
+    "ServerProfile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +238,19 @@ class OpenAIBackend(Backend):
 
     ``base_url`` is the API root including ``/v1`` (one URL or a list: requests go to the least-loaded server and
     fail over when one errors). The API key comes from ``api_key`` or the environment variable ``api_key_env``
-    (``OPENAI_API_KEY``); it is sent as a bearer token and never appears in logs, reprs, traces or errors.
+    (``OPENAI_API_KEY``); surrounding whitespace is stripped (a key read from a file keeps its newline), a key that
+    cannot be an HTTP header value is refused without being shown, and it is sent as a bearer token. Neither the
+    key, nor ``headers`` values whose names hold ``auth``/``key``/``token``/``secret``/``password``/``cookie``,
+    nor credentials in a URL (``http://user:pass@host/v1``, sent as basic auth) appear in logs (httpx's
+    included), reprs, errors, traces or caches, even when a server quotes them back.
+
+    ``timeout`` (seconds) bounds each attempt as a whole, connection to last byte, so a server trickling bytes
+    cannot hold a request past it; ``connect_timeout`` bounds connecting. ``max_response_bytes`` (default
+    :data:`DEFAULT_MAX_RESPONSE_BYTES`, 8 MiB, decompressed) bounds each answer: a larger one is dropped and the
+    request retried, then reported. Timeouts, dropped connections, 408/409/425/429/5xx and HTTP 200 answers whose
+    body is ``{"error": ...}`` are retried ``max_retries`` times with jittered exponential backoff (honouring
+    ``Retry-After``). Token counts a server reports that are no count (a string, negative, fractional,
+    non-finite or above 10**8) are recorded as unknown (``None``) with a warning.
     ``server`` names the extra sampling fields the server understands (:data:`SERVER_PROFILES`: ``vllm``,
     ``sglang``, ``llama.cpp``, ``openai``); every decoding field is sent explicitly so the server's own defaults
     (or the checkpoint's ``generation_config``) cannot change decoding. ``tokenizer`` (a Hugging Face tokenizer

@@ -234,7 +234,9 @@ class WindowTrace:
     ``start``/``end`` are 0-based positions ``[start, end)`` in the ranking as it was when the window ran
     (for strategies whose windows are not contiguous, such as ``"tdpart"``, the span they drew from);
     ``order`` is the parsed permutation over window positions (0-based); ``docids`` lists the window's
-    passages before the permutation.
+    passages before the permutation. ``reasoning`` is the thinking part of ``output`` and ``answer`` its answer
+    part (``None`` when it has none, e.g. reasoning cut off at ``max_tokens``: the official parsers then read the
+    identifiers from the whole output, and ``repairs`` says so).
     """
 
     round: int

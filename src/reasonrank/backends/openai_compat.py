@@ -141,9 +141,10 @@ class _Secret:
     def get(self) -> str | None:
         return self._value
 
-    def redact(self, text: str) -> str:
+    def redact(self, text: str, *, min_length: int = 0) -> str:
+        """``text`` with every spelling of every secret (of at least ``min_length`` characters) replaced."""
         for secret in self._hidden:
-            if secret in text:
+            if len(secret) >= min_length and secret in text:
                 text = text.replace(secret, "<hidden>")
         return text
 
@@ -444,7 +445,9 @@ class OpenAIBackend(Backend):
             raise _Fatal(f"the server's answer has no text: {self._redact(str(data)[: 300 + 4096])[:300]}")
         finish = choice.get("finish_reason")
         return Generation(
-            text=self._redact(text),  # a server echoing the key must not put it in traces or the cache
+            # A server echoing the key must not put it in traces or the cache. Model text is only touched for
+            # secrets as long as real keys, so that a short test key ("x") cannot change outputs.
+            text=self._api_key.redact(text, min_length=12),
             output_tokens=self._token_count(usage, "completion_tokens"),
             prompt_tokens=self._token_count(usage, "prompt_tokens"),
             finish_reason=finish if isinstance(finish, str) else None,

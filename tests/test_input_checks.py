@@ -181,3 +181,13 @@ def test_eval_cli_options_are_checked_and_never_echo_a_value(tmp_path, capsys):
     argv = _eval_argv(tmp_path, "--backend", "openai", "--model", "m", "--template", "rankgpt")
     assert main([*argv, "--backend-option", "max_retrys=1"]) == 1
     assert "unknown openai backend option 'max_retrys' (did you mean 'max_retries'?)" in capsys.readouterr().err
+
+
+def test_backend_loaders_check_their_options_before_loading(no_loading, gguf_path):
+    from reasonrank.backends.hf import HFBackend
+    from reasonrank.backends.openai_compat import OpenAIBackend
+
+    with pytest.raises(UnknownNameError, match="did you mean 'batch_size'"):
+        HFBackend.from_pretrained(gguf_path, batchsize=2)
+    with pytest.raises(UnknownNameError, match="did you mean 'base_url'"):
+        OpenAIBackend.from_pretrained("m", tokenizer=None, baseurl="http://127.0.0.1:1/v1")

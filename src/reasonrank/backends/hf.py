@@ -15,7 +15,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest, check_model_path, loader_options
+from ._base import Backend, Generation, GenerationRequest, check_model_path, check_options, loader_options
 
 __all__ = ["HFBackend"]
 
@@ -155,6 +155,7 @@ class HFBackend(Backend):
         ``sort_by_length``, ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``,
         ``engine``, ``continuous_config``) go to the constructor.
         """
+        check_options(cls, options)  # a typo fails now, not after the load
         check_model_path(model)
         torch = _import_torch()
         transformers = _import_transformers()

@@ -31,7 +31,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest, loader_options
+from ._base import Backend, Generation, GenerationRequest, check_options, loader_options
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -360,6 +360,7 @@ class OpenAIBackend(Backend):
         installed and ``model`` is a hub id or local path it can read; otherwise a warning is logged and prompts
         are rendered with the built-in Qwen2.5 ChatML template, without truncation.
         """
+        check_options(cls, options)
         if isinstance(tokenizer, str) and tokenizer == "auto":
             tokenizer = _auto_tokenizer(model)
         return cls(served_model_name or model, tokenizer=tokenizer, **options)

@@ -15,7 +15,6 @@ Windows run concurrently (asyncio, bounded by ``max_concurrency`` per server), s
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -24,7 +23,6 @@ import queue
 import random
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
 from ._base import Backend, Generation, GenerationRequest, check_options, loader_options
+from ._secrets import Hidden, Secrets, check_header_value, is_secret_header, split_urls
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
@@ -53,9 +52,6 @@ DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
 
 #: token counts above this are not believed (no context is this long): recorded as unknown
 _MAX_TOKEN_COUNT = 100_000_000
-
-# Header names whose values are credentials (never shown, like the API key).
-_SECRET_HEADER_WORDS = ("auth", "key", "token", "secret", "password", "cookie", "signature")
 
 
 @dataclass(frozen=True)
@@ -121,77 +117,6 @@ class OpenAIStats:
     completed: int = 0
     failed: int = 0
     per_server: dict[str, int] = field(default_factory=dict)
-
-
-class _Secret:
-    """Holds credentials (the API key, secret headers, URL passwords) so that no repr, log line or traceback local
-    shows them; :meth:`redact` hides each of them, in the spellings an error message may use, from any text."""
-
-    __slots__ = ("_hidden", "_value")
-
-    def __init__(self, value: str | None, *also: str) -> None:
-        self._value = value
-        variants: set[str] = set()
-        for secret in (value, *also):
-            if secret:
-                variants.update(_spellings(secret))
-        # longest first, so that a key is hidden whole before any shorter secret inside it
-        self._hidden = tuple(sorted((v for v in variants if v), key=len, reverse=True))
-
-    def get(self) -> str | None:
-        return self._value
-
-    def redact(self, text: str, *, min_length: int = 0) -> str:
-        """``text`` with every spelling of every secret (of at least ``min_length`` characters) replaced."""
-        for secret in self._hidden:
-            if len(secret) >= min_length and secret in text:
-                text = text.replace(secret, "<hidden>")
-        return text
-
-    def __repr__(self) -> str:
-        return "<hidden>" if self._value else "None"
-
-
-class _Hidden:
-    """A value (the extra headers) that no repr shows."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "<hidden>"
-
-
-def _spellings(secret: str) -> set[str]:
-    """``secret`` as a message may show it: raw and stripped, escaped as repr, bytes repr and JSON do (two layers
-    deep: a server may put the repr of a header in a JSON error body), and base64 (basic auth)."""
-    forms = {secret, secret.strip()}
-    for _ in range(2):
-        for form in list(forms):
-            forms.add(repr(form)[1:-1])
-            forms.add(repr(form.encode("utf-8", "backslashreplace"))[2:-1])
-            forms.add(json.dumps(form)[1:-1])
-            forms.add(json.dumps(form, ensure_ascii=False)[1:-1])
-    forms.add(base64.b64encode(secret.strip().encode("utf-8", "backslashreplace")).decode("ascii"))
-    return {f for f in forms if len(f) >= 4 or f == secret}
-
-
-def _check_header_value(name: str, value: object, *, secret: bool) -> str:
-    """A header value httpx can send, stripped (a key read from a file keeps its newline): visible ASCII, spaces
-    and tabs inside. A secret value is never shown, whatever it holds."""
-    if not isinstance(value, str):
-        raise InvalidInputError(f"the {name} must be a str, got {type(value).__name__}")
-    value = value.strip()
-    bad = next((i for i, c in enumerate(value) if not (" " <= c <= "~" or c == "\t")), None)
-    if bad is None:
-        return value
-    shown = "the value is not shown" if secret else f"value {value!r:.80}"
-    raise InvalidInputError(
-        f"the {name} has a character that cannot be sent in an HTTP header (a control or non-ASCII character at "
-        f"position {bad} after stripping; {shown}); check what was read"
-    )
 
 
 class _Servers:
@@ -290,7 +215,7 @@ class OpenAIBackend(Backend):
     ) -> None:
         if not isinstance(model, str) or not model:
             raise InvalidInputError("model must be the model name the server serves, e.g. 'liuwenhan/reasonrank-7B'")
-        urls, url_secrets, url_auth = _split_urls(base_url)
+        urls, url_secrets, url_auth = split_urls(base_url)
         if mode not in ("completions", "chat"):
             raise InvalidInputError(f"mode must be 'completions' (byte-exact prompts) or 'chat', got {mode!r}")
         if server not in SERVER_PROFILES:
@@ -317,12 +242,12 @@ class OpenAIBackend(Backend):
             raise InvalidInputError(f"add_special_tokens is a vLLM field; server={server!r} does not take it")
         key = api_key if api_key is not None else os.environ.get(api_key_env)
         if key is not None:
-            key = _check_header_value("API key", key, secret=True) or None
+            key = check_header_value("API key", key, secret=True) or None
         headers = dict(headers or {})
         header_secrets = []
         for name in list(headers):
-            secret = any(word in str(name).lower() for word in _SECRET_HEADER_WORDS)
-            headers[name] = _check_header_value(f"{name!s:.40} header", headers[name], secret=secret)
+            secret = is_secret_header(name)
+            headers[name] = check_header_value(f"{name!s:.40} header", headers[name], secret=secret)
             if secret:
                 header_secrets.append(headers[name])
         _import_httpx()
@@ -342,9 +267,9 @@ class OpenAIBackend(Backend):
         self.stats = OpenAIStats()
         # The raw value given (newline included) is hidden too: a message may quote what was passed.
         raw = [v for v in (api_key, os.environ.get(api_key_env)) if isinstance(v, str)]
-        self._api_key = _Secret(key, *raw, *header_secrets, *url_secrets)
-        self._headers = _Hidden(headers)  # may hold credentials: no repr shows them
-        self._url_auth = _Hidden(url_auth)
+        self._api_key = Secrets(key, *raw, *header_secrets, *url_secrets)
+        self._headers = Hidden(headers)  # may hold credentials: no repr shows them
+        self._url_auth = Hidden(url_auth)
         self._http_options = dict(http_options or {})
         self._transport = transport
         self._warned_counts = False
@@ -669,31 +594,6 @@ def _too_large(size: int, limit: int) -> str:
         f"the answer is larger than max_response_bytes={limit} ({size} bytes or more) and was dropped; "
         "raise max_response_bytes if this server's answers really are that large"
     )
-
-
-def _split_urls(base_url: Any) -> tuple[list[str], list[str], dict[str, tuple[str, str]]]:
-    """Base URLs without credentials (``http://user:pass@host`` would show up in logs and errors), the
-    credentials to hide, and each credentialed URL's basic-auth pair."""
-    urls = [base_url] if isinstance(base_url, str) else list(base_url) if isinstance(base_url, Sequence) else []
-    if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
-        shown = [u.rpartition("@")[2] if isinstance(u, str) else type(u).__name__ for u in urls] or base_url
-        raise InvalidInputError(
-            f"base_url must be one or more http(s) URLs such as http://host:8000/v1, got {shown!r:.200}"
-        )
-    clean: list[str] = []
-    secrets: list[str] = []
-    auth: dict[str, tuple[str, str]] = {}
-    for url in urls:
-        parts = urllib.parse.urlsplit(url.rstrip("/"))
-        if "@" in parts.netloc:
-            userinfo, _, host = parts.netloc.rpartition("@")
-            user, _, password = userinfo.partition(":")
-            user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
-            secrets += [s for s in (userinfo, password, f"{user}:{password}") if s]
-            parts = parts._replace(netloc=host)
-            auth[parts.geturl()] = (user, password)
-        clean.append(parts.geturl())
-    return clean, secrets, auth
 
 
 def _retry_after(value: str | None) -> float | None:

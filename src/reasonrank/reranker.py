@@ -105,11 +105,8 @@ def _check_unique_docids(label: str, passages: Sequence[Passage]) -> None:
     for i, passage in enumerate(passages):
         docid = passage.docid if passage.docid is not None else str(i)
         if docid in first:
-            why = (
-                ""
-                if passage.docid is not None and passages[first[docid]].docid is not None
-                else (" (a passage without a docid is named by its position)")
-            )
+            positional = passage.docid is None or passages[first[docid]].docid is None
+            why = " (a passage without a docid is named by its position)" if positional else ""
             raise InvalidInputError(
                 f"{label}: passages {first[docid]} and {i} have the same docid {docid!r}{why}; docids must be "
                 "unique within a query: drop the duplicate or give each passage its own docid"
@@ -213,7 +210,6 @@ class Reranker:
                 )
             template = preset.template
         # Everything below is checked before the (slow) load: names, options, decoding settings.
-        get_template(template)
         reranker_kwargs = {k: options.pop(k) for k in _RERANKER_OPTIONS if k in options}
         _check_passage_limit(get_template(template), reranker_kwargs.get("max_passage_tokens"))
         overrides = {k: options.pop(k) for k in _SAMPLING_FIELDS if k in options}

@@ -76,6 +76,8 @@ def test_a_missing_local_path_is_named_as_such(no_loading):
     for path in ("/nope/model.gguf", "./nope/model", "nope/deeper/model", "~/nope-model-dir/x.gguf"):
         with pytest.raises(InvalidInputError, match=r"local path .* does not exist"):
             Reranker.from_pretrained(path, template="reasonrank")
+    with pytest.raises(InvalidInputError, match=r"local path '/nope/model' does not exist"):
+        Reranker.from_pretrained("/nope/model", backend="vllm", template="reasonrank")
 
 
 def test_duplicate_docids_within_a_query_are_a_clear_error():

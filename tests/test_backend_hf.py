@@ -183,3 +183,12 @@ def test_prompts_longer_than_the_context_are_reported(qwen25_tokenizer, caplog):
     with caplog.at_level("WARNING", logger="reasonrank.backends.hf"):
         backend.generate([request(PROMPTS[1], max_tokens=60, min_tokens=1)])
     assert "exceeds the model's context of 64 tokens" in caplog.text
+
+
+def test_a_stop_string_reaches_generate_whole(tiny, qwen25_tokenizer):
+    # issue 9: a bare str was split into its characters, so the model would have stopped at the first "<"
+    backend = HFBackend(tiny, qwen25_tokenizer)
+    config = backend._generation_kwargs(SamplingParams(stop="</answer>"))["generation_config"]
+    assert config.stop_strings == ["</answer>"]
+    out = backend.generate([request(PROMPTS[0], max_tokens=6, stop="</answer>")])[0]
+    assert 1 <= out.output_tokens <= 6

@@ -302,3 +302,92 @@ def test_from_pretrained_with_a_tokenizer_truncates_as_official(qwen25_tokenizer
     assert body["prompt"] == get_template("reasonrank").render(
         "q", [long_text, "short"], qwen25_tokenizer, max_passage_tokens=512
     )
+
+
+# ----------------------------------------------------------------------------------------------- issue 9 §5, §6
+
+
+def test_a_stop_string_is_sent_whole():
+    rec = Recorder()
+    make(rec).generate([req(sampling=SamplingParams(stop="</answer>"))])
+    assert rec.requests[0][1]["stop"] == ["</answer>"]  # not ['<', '/', 'a', ...]
+
+
+def test_http_200_with_an_error_body_is_retried_like_a_server_error():
+    replies = iter([(200, {"error": {"message": "worker crashed"}}, {}), (200, completion(answer([1, 0])), {})])
+    rec = Recorder(lambda body, url: next(replies))
+    backend = make(rec, max_retries=2)
+    (gen,) = backend.generate([req()])
+    assert gen.text == answer([1, 0]) and len(rec.requests) == 2 and backend.stats.retries == 1
+    rec = Recorder(lambda body, url: (200, {"error": "overloaded"}, {}))
+    with pytest.raises(RequestsFailedError, match=r"HTTP 200 with an error.*overloaded"):
+        make(rec, max_retries=1).generate([req()])
+    assert len(rec.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "usage, expected",
+    [
+        ({"completion_tokens": "12", "prompt_tokens": 30}, (None, 30)),
+        ({"completion_tokens": -1, "prompt_tokens": 10**9}, (None, None)),
+        ({"completion_tokens": 7.0, "prompt_tokens": 2.5}, (7, None)),
+        ({"completion_tokens": True, "prompt_tokens": [1]}, (None, None)),
+        ("not a mapping", (None, None)),
+    ],
+)
+def test_token_counts_that_are_no_counts_are_recorded_as_unknown(usage, expected, caplog):
+    data = {"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}], "usage": usage}
+    with caplog.at_level(logging.WARNING):
+        (gen,) = make(Recorder(lambda body, url: (200, data, {}))).generate([req()])
+    assert (gen.output_tokens, gen.prompt_tokens) == expected
+    assert gen.text == "ok" and gen.finish_reason == "stop"
+    assert "no token count" in caplog.text or not isinstance(usage, dict)
+
+
+def test_infinite_and_nan_token_counts_never_reach_json():
+    # Python's json reads Infinity/NaN: they must not come back out as invalid JSON in summaries.
+    raw = b'{"choices": [{"text": "ok"}], "usage": {"completion_tokens": Infinity, "prompt_tokens": NaN}}'
+    backend = OpenAIBackend("m", transport=httpx.MockTransport(lambda request: httpx.Response(200, content=raw)))
+    (gen,) = backend.generate([req()])
+    assert (gen.output_tokens, gen.prompt_tokens) == (None, None)
+    json.dumps(gen.__dict__, allow_nan=False)
+
+
+def test_response_bodies_are_bounded_and_an_oversized_answer_is_never_returned():
+    big = completion("x" * 5000)
+    rec = Recorder(lambda body, url: (200, big, {}))
+    with pytest.raises(RequestsFailedError, match=r"larger than max_response_bytes=1000.*raise max_response_bytes"):
+        make(rec, max_response_bytes=1000, max_retries=1).generate([req()])
+    assert len(rec.requests) == 2  # retried: another attempt (or server) may answer sanely
+    (gen,) = make(Recorder(lambda body, url: (200, big, {})), max_response_bytes=10_000).generate([req()])
+    assert gen.text == "x" * 5000
+
+    # without a Content-Length (chunked), the bound holds while reading
+    async def chunks():
+        yield b'{"choices": [{"text": "'
+        for _ in range(100):
+            yield b"y" * 100
+
+    def chunked(request):
+        return httpx.Response(200, content=chunks())
+
+    backend = OpenAIBackend("m", transport=httpx.MockTransport(chunked), max_response_bytes=2000, max_retries=0)
+    with pytest.raises(RequestsFailedError, match="larger than max_response_bytes=2000"):
+        backend.generate([req()])
+    with pytest.raises(InvalidInputError, match="max_response_bytes"):
+        OpenAIBackend("m", max_response_bytes=0)
+
+
+def test_deeply_nested_json_is_a_clear_error():
+    raw = b"[" * 100_000 + b"]" * 100_000
+    backend = OpenAIBackend("m", transport=httpx.MockTransport(lambda request: httpx.Response(200, content=raw)))
+    with pytest.raises(RequestsFailedError, match="not JSON"):
+        backend.generate([req()])
+
+
+def test_numbers_in_settings_are_checked():
+    for name, value in (("timeout", "10"), ("timeout", 0), ("connect_timeout", float("nan")), ("retry_backoff", -1)):
+        with pytest.raises(InvalidInputError, match=name):
+            OpenAIBackend("m", **{name: value})
+    with pytest.raises(InvalidInputError, match=r"unknown openai backend option 'max_concurency'.*'max_concurrency'"):
+        Reranker("openai", model="m", max_concurency=4)

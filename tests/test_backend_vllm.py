@@ -323,5 +323,13 @@ def test_async_engine_cancelled_caller_aborts_its_request(stand_in_vllm, reasonr
 def test_engine_option_is_checked(stand_in_vllm, reasonrank_7b_dir):
     with pytest.raises(InvalidInputError, match="engine must be"):
         get_backend_class("vllm").from_pretrained(reasonrank_7b_dir, engine="turbo")
-    with pytest.raises(InvalidInputError, match="data_parallel_size=1"):
+    with pytest.raises(InvalidInputError, match="runs one engine"):
         get_backend_class("vllm").from_pretrained(reasonrank_7b_dir, engine="async", data_parallel_size=2)
+
+
+def test_a_stop_string_reaches_vllm_whole(stand_in_vllm):
+    from reasonrank.backends.vllm import to_vllm_sampling
+
+    # issue 9: a bare str was split into its characters, so the model would have stopped at the first "<"
+    params = to_vllm_sampling(SamplingParams(stop="</answer>"), stand_in_vllm.SamplingParams)
+    assert params.stop == ["</answer>"]

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reasonrank import InvalidInputError, ParseError, UnknownNameError, parse_ranking
+from reasonrank.parsing import ANSWER_PATTERN
 
 
 def kinds(result):
@@ -88,3 +91,72 @@ def test_clean_permutations_round_trip(perm):
     text = "<think>t</think><answer>" + " > ".join(f"[{i}]" for i in perm) + "</answer>"
     r = parse_ranking(text, 20)
     assert r.ok and r.order == tuple(i - 1 for i in perm)
+
+
+# ----------------------------------------------------------------------------------------------- issue 9 §6
+
+# The official readers, written from model-reference §1.8 (ReasonRank) and §5.1 (REARANK), with their regexes:
+# the linear extraction must find exactly the ids these find.
+_TAGS = st.lists(
+    st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "<THINK>", " ", "\n", "\u00a0", "[1]", "2", "x"]),
+    max_size=14,
+).map("".join)
+
+
+def _digit_ids(text: str) -> list[int]:
+    return [int(t) for t in "".join(c if c.isdigit() else " " for c in text).split()]
+
+
+def _official_reasonrank_ids(text: str) -> list[int]:
+    match = re.search(ANSWER_PATTERN, text.lower(), re.DOTALL)
+    if match:
+        return _digit_ids(match.group(1).strip())
+    return _digit_ids(text.split("<answer>")[-1] if "<answer>" in text else text)
+
+
+def _official_rearank_ids(text: str) -> list[int]:
+    response = text
+    if "<answer>" in response:
+        match = re.search(r"<answer>(.*?)</answer>", response, re.DOTALL)
+        response = match.group(1).strip() if match else response.strip()
+    if "<think>" in response:
+        response = response.split("</think>")[-1]
+    return _digit_ids(response)
+
+
+@given(_TAGS)
+def test_linear_extraction_reads_the_ids_the_official_regexes_read(text):
+    assert list(parse_ranking(text, 3).ids) == _official_reasonrank_ids(text)
+    assert list(parse_ranking(text, 3, style="rearank").ids) == _official_rearank_ids(text)
+
+
+@pytest.mark.timeout(120)  # the regexes took 4-23 s (and minutes on a loaded machine) on 117-234 KiB outputs
+def test_outputs_full_of_opening_tags_parse_in_linear_time():
+    size = 2 * 234 * 1024
+    for text in ("<think>" * (size // 7), "<answer>" * (size // 8), "<think>x</think>" + "<answer>" * (size // 8)):
+        for style in ("reasonrank", "rearank", "rankgpt"):
+            assert sorted(parse_ranking(text + "[2] > [1]", 2, style=style).order) == [0, 1]
+
+
+def test_closing_think_without_opening_think_is_reasoning():
+    # Qwen3/R1 chat templates put <think> in the prompt, so the output starts inside the reasoning.
+    r = parse_ranking("passage [2] wins\n</think>\n<answer>[2] > [1]</answer>", 2)
+    assert r.reasoning == "passage [2] wins" and r.answer == "[2] > [1]" and r.order == (1, 0)
+    r = parse_ranking("passage [2] wins</think><answer>[2] > [1]</answer>", 2, style="rearank")
+    assert r.reasoning == "passage [2] wins" and r.answer == "[2] > [1]" and r.order == (1, 0)
+    assert parse_ranking("<answer>[2] > [1]</answer>", 2).reasoning is None
+
+
+def test_answer_holds_only_the_answer_part():
+    # ids are still read from the whole text, as official (model-reference §1.8: "the reasoning length is too long")
+    cut = parse_ranking("<think>[3] is best, then [1]", 3)
+    assert cut.answer is None and cut.reasoning == "[3] is best, then [1]" and cut.order == (2, 0, 1)
+    assert parse_ranking("no tags [2]", 2).answer is None
+    after = parse_ranking("<think>maybe [1]</think> [2] > [1]", 2)
+    assert after.answer == "[2] > [1]" and after.reasoning == "maybe [1]" and after.ids == (1, 2, 1)
+    fallback = parse_ranking("<think>r [1]</think>\n<answer>[2] > [1]", 2)
+    assert fallback.answer == "[2] > [1]" and fallback.order == (1, 0)
+    rearank = parse_ranking("<think>r [1]</think> [2] > [1]", 2, style="rearank")
+    assert rearank.answer == "[2] > [1]" and rearank.ids == (2, 1)
+    assert parse_ranking("<think>cut off [2]", 2, style="rearank").answer is None
+    assert parse_ranking("[2] > [1]", 2, style="rankgpt").answer == "[2] > [1]"  # no reasoning in rank_GPT mode

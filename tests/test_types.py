@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from reasonrank import InvalidInputError, Passage, PassageTypeError, RankedPassage, Ranking, SamplingParams, WindowTrace
+from reasonrank import (
+    InvalidInputError,
+    Passage,
+    PassageTypeError,
+    RankedPassage,
+    Ranking,
+    SamplingParams,
+    WindowTrace,
+)
 from reasonrank._types import as_passage, as_passages
 
 
@@ -34,7 +42,6 @@ def test_mapping_keeps_everything_else():
         ({"text": "x", "docid": 1.5}, PassageTypeError, "docid must be a str or int"),
         (b"bytes", PassageTypeError, "pass a str"),
         (42, PassageTypeError, "pass a str"),
-        (Passage(text=None), PassageTypeError, "must be a str"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_passages_say_what_to_fix(bad, error, words):
@@ -104,3 +111,78 @@ def test_ranking_json_round_trip():
     assert again == r
     assert again.passages[0].metadata == {"url": "u"}
     assert again.windows[0].order == (1, 2, 0)
+
+
+# ----------------------------------------------------------------------------------------------- issue 9 §6, §7
+
+
+def test_a_stop_string_is_one_stop_string_not_its_characters():
+    assert SamplingParams(stop="</answer>").stop == ("</answer>",)
+    assert SamplingParams(stop=["</answer>", "\n\n"]).stop == ("</answer>", "\n\n")  # a list becomes a (hashable) tuple
+    hash(SamplingParams(stop=["x"]))  # the HF backend groups requests by their SamplingParams
+    for bad in (["</answer>", 1], [""], b"</answer>", 5):
+        with pytest.raises(InvalidInputError, match="stop"):
+            SamplingParams(stop=bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"max_tokens": "5"}, "max_tokens must be an int"),
+        ({"max_tokens": 1.5}, "max_tokens must be an int"),
+        ({"max_tokens": True}, "max_tokens must be an int"),
+        ({"min_tokens": 2.0}, "min_tokens must be an int"),
+        ({"top_k": "20"}, "top_k must be an int"),
+        ({"top_k": -2}, "top_k must be >= 1"),
+        ({"seed": 1.5}, "seed must be an int"),
+        ({"temperature": "0.6"}, "temperature must be a finite number"),
+        ({"temperature": float("nan")}, "temperature must be a finite number"),
+        ({"top_p": float("inf")}, "top_p must be a finite number"),
+        ({"min_p": 2}, "min_p must be in"),
+        ({"repetition_penalty": 0}, "repetition_penalty must be > 0"),
+    ],
+)
+def test_sampling_fields_have_their_types_checked(kwargs, words):
+    with pytest.raises(InvalidInputError, match=words):
+        SamplingParams(**kwargs)
+
+
+def test_passage_checks_at_construction_and_coerces_int_docids():
+    p = Passage("a", docid=5)
+    assert p.docid == "5" and p == Passage("a", docid="5")
+    ranking = Ranking("q", [RankedPassage.from_passage(p, 0)], qid="q1")
+    assert ranking.to_trec() == ["q1 Q0 5 1 1.000000 reasonrank"]
+    for kwargs, words in (
+        ({"text": None}, "text must be a str"),
+        ({"text": "a", "docid": 1.5}, "docid must be a str or int"),
+        ({"text": "a", "docid": True}, "docid must be a str or int"),
+        ({"text": "a", "title": 3}, "title must be a str"),
+        ({"text": "a", "score": "high"}, "score must be a number"),
+        ({"text": "a", "metadata": 3}, "metadata must be a mapping"),
+    ):
+        with pytest.raises(PassageTypeError, match=words):
+            Passage(**kwargs)
+
+
+def test_trec_lines_never_repeat_a_docid():
+    ranking = Ranking("q", [RankedPassage("d1", "a", 0), RankedPassage("d1", "b", 1)], qid="q1")
+    with pytest.raises(InvalidInputError, match="appears twice"):
+        ranking.to_trec()
+
+
+def test_generation_counts_are_checked():
+    from reasonrank.backends import Generation
+
+    assert Generation("x", output_tokens=3, prompt_tokens=0).output_tokens == 3
+    for kwargs in (
+        {"output_tokens": "12"},
+        {"output_tokens": -1},
+        {"prompt_tokens": 1.0},
+        {"prompt_tokens": True},
+        {"finish_reason": 3},
+        {"seconds": float("nan")},
+    ):
+        with pytest.raises(InvalidInputError, match="Generation"):
+            Generation("x", **kwargs)
+    with pytest.raises(InvalidInputError, match="text must be a str"):
+        Generation(None)  # type: ignore[arg-type]

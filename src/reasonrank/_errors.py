@@ -16,6 +16,7 @@ about bad input also derive from the built-in type a caller would expect (``Valu
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,13 +47,30 @@ class UnknownNameError(InvalidInputError, KeyError):
         self.kind = kind
         self.name = name
         self.valid = tuple(valid)
-        message = f"unknown {kind} {name!r}; valid names: {', '.join(self.valid) or '(none registered)'}"
+        message = f"unknown {kind} {name!r}"
+        close = closest_name(name, self.valid)
+        if close is not None:
+            message += f" (did you mean {close!r}?)"
+        message += f"; valid names: {', '.join(self.valid) or '(none registered)'}"
         if hint:
             message += f". {hint}"
         super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0])
+
+
+def closest_name(name: object, valid: Sequence[str]) -> str | None:
+    """The valid name closest to a mistyped one (``difflib``), or None when nothing is close.
+
+    >>> closest_name("rank-gpt", ["rankgpt", "reasonrank", "rearank"])
+    'rankgpt'
+    """
+    if not isinstance(name, str):
+        return None
+    folded = {v.lower().replace("-", "_"): v for v in valid}
+    matches = difflib.get_close_matches(name.lower().replace("-", "_"), list(folded), n=1, cutoff=0.6)
+    return folded[matches[0]] if matches else None
 
 
 class PassageTypeError(ReasonRankError, TypeError):

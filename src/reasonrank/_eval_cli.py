@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from ._errors import ReasonRankError
+from ._errors import InvalidInputError, ReasonRankError
 from .metrics import DEFAULT_METRICS
 
 __all__ = ["add_arguments", "add_model_arguments", "add_reranking_arguments", "run"]
@@ -112,8 +112,11 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for item in args.backend_option:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--backend-option expects KEY=VALUE, got {item!r}")
+        if not sep or not key:  # the item is not shown: it may be a bare API key
+            raise SystemExit(
+                "--backend-option expects KEY=VALUE (e.g. --backend-option max_retries=2); got an item "
+                + ("without '='" if not sep else "with an empty KEY")
+            )
         options[key.replace("-", "_")] = _option_value(value)
     for name in ("gguf_file", "batch_size", "dtype", "device"):
         if getattr(args, name) is not None:
@@ -148,6 +151,12 @@ def _build_reranker(args: argparse.Namespace, data: Any, options: dict[str, Any]
         common["max_passage_tokens"] = args.max_passage_tokens
     if args.backend in _DRY_BACKENDS:
         from .backends import FakeBackend
+
+        if options:  # nothing a user gave is silently ignored
+            raise InvalidInputError(
+                f"--backend {args.backend} runs no model: {', '.join(sorted(options))} do(es) not apply; drop "
+                "--backend-option/--gguf-file/--batch-size/--dtype/--device"
+            )
 
         backend = oracle_backend(data) if args.backend == "oracle" else FakeBackend()
         sampling = SamplingParams(

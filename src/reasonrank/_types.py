@@ -68,29 +68,45 @@ class Passage:
     score: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    def __post_init__(self) -> None:
+        # Checked here so that a Passage built by hand fails at once, not when a run is written. An int docid
+        # is turned into its str, as for mappings (``{"id": 7}`` -> ``"7"``).
+        _check_str(self.text, "text", None)
+        if self.title is not None:
+            _check_str(self.title, "title", None)
+        if self.docid is not None and not isinstance(self.docid, str):
+            object.__setattr__(self, "docid", _docid(self.docid, None))
+        _score(self.score, None)
+        if not isinstance(self.metadata, Mapping):
+            raise PassageTypeError(f"passage metadata must be a mapping, got {type(self.metadata).__name__}")
+
 
 PassageLike = str | Mapping[str, Any] | Passage
 
 
-def _check_str(value: Any, what: str, index: int) -> str:
+def _where(index: int | None) -> str:
+    return "passage" if index is None else f"passage {index}"
+
+
+def _check_str(value: Any, what: str, index: int | None) -> str:
     if not isinstance(value, str):
-        raise PassageTypeError(f"passage {index}: {what} must be a str, got {type(value).__name__} ({value!r:.60})")
+        raise PassageTypeError(f"{_where(index)}: {what} must be a str, got {type(value).__name__} ({value!r:.60})")
     return value
 
 
-def _docid(value: Any, index: int) -> str | None:
+def _docid(value: Any, index: int | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise PassageTypeError(f"passage {index}: docid must be a str or int, got {type(value).__name__}")
+        raise PassageTypeError(f"{_where(index)}: docid must be a str or int, got {type(value).__name__}")
     return str(value)
 
 
-def _score(value: Any, index: int) -> float | None:
+def _score(value: Any, index: int | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise PassageTypeError(f"passage {index}: score must be a number, got {type(value).__name__}")
+        raise PassageTypeError(f"{_where(index)}: score must be a number, got {type(value).__name__}")
     return float(value)
 
 
@@ -141,12 +157,41 @@ def as_passages(passages: Sequence[PassageLike] | Any) -> list[Passage]:
     return [as_passage(p, i) for i, p in enumerate(passages)]
 
 
+def _check_int_field(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an int, got {type(value).__name__} {value!r:.60}")
+
+
+def _check_number_field(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(f"{name} must be a finite number, got {type(value).__name__} {value!r:.60}")
+
+
+def _stop_strings(stop: Any) -> tuple[str, ...]:
+    """``stop`` as a tuple of non-empty strings: a bare string is one stop string (not its characters)."""
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, Sequence) or isinstance(stop, (bytes, bytearray)):
+        raise InvalidInputError(f"stop must be a string or a sequence of strings, got {type(stop).__name__}")
+    for item in stop:
+        if not isinstance(item, str) or not item:
+            raise InvalidInputError(f"every stop string must be a non-empty str, got {item!r:.60}")
+    return tuple(stop)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Decoding settings, spelled as vLLM spells them. ``temperature == 0`` means greedy decoding.
 
     Every field is sent explicitly to the backend, so a checkpoint's own ``generation_config.json``
     (Qwen2.5 ships T=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05) never changes decoding silently.
+    Values are checked here: counts (``max_tokens``, ``min_tokens``, ``top_k``, ``seed``) must be ints,
+    the others finite numbers, or :class:`~reasonrank.InvalidInputError` names the field. ``stop`` takes one
+    string or a sequence of strings and is kept as a tuple (a bare string is one stop string, never its
+    characters).
+
+    >>> SamplingParams(stop="</answer>").stop
+    ('</answer>',)
     """
 
     temperature: float = 0.0
@@ -160,14 +205,27 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.temperature < 0 or not math.isfinite(self.temperature):
+        for name in ("max_tokens", "min_tokens", "top_k"):
+            _check_int_field(name, getattr(self, name))
+        if self.seed is not None:
+            _check_int_field("seed", self.seed)
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+            _check_number_field(name, getattr(self, name))
+        if self.temperature < 0:
             raise InvalidInputError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise InvalidInputError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < -1:
+            raise InvalidInputError(f"top_k must be >= 1, or 0 or -1 to turn top-k off, got {self.top_k}")
+        if not 0 <= self.min_p <= 1:
+            raise InvalidInputError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise InvalidInputError(f"repetition_penalty must be > 0 (1.0 turns it off), got {self.repetition_penalty}")
         if self.max_tokens < 1:
             raise InvalidInputError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if not 0 <= self.min_tokens <= self.max_tokens:
             raise InvalidInputError(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
+        object.__setattr__(self, "stop", _stop_strings(self.stop))
 
     @property
     def greedy(self) -> bool:
@@ -197,7 +255,9 @@ class WindowTrace:
     ``start``/``end`` are 0-based positions ``[start, end)`` in the ranking as it was when the window ran
     (for strategies whose windows are not contiguous, such as ``"tdpart"``, the span they drew from);
     ``order`` is the parsed permutation over window positions (0-based); ``docids`` lists the window's
-    passages before the permutation.
+    passages before the permutation. ``reasoning`` is the thinking part of ``output`` and ``answer`` its answer
+    part (``None`` when it has none, e.g. reasoning cut off at ``max_tokens``: the official parsers then read the
+    identifiers from the whole output, and ``repairs`` says so).
     """
 
     round: int
@@ -335,8 +395,12 @@ class Ranking:
         check_trec_field(qid, "qid")
         check_trec_field(tag, "tag")
         lines = []
+        seen: set[str] = set()
         for rank, (p, s) in enumerate(zip(self.passages, self.scores(scores)), start=1):
             check_trec_field(p.docid, "docid")
+            if p.docid in seen:
+                raise InvalidInputError(f"docid {p.docid!r} appears twice; a run needs unique docids per query")
+            seen.add(p.docid)
             lines.append(f"{qid} Q0 {p.docid} {rank} {s:.6f} {tag}")
         return lines
 

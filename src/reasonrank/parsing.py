@@ -45,11 +45,22 @@ _ANSWER_RE = re.compile(ANSWER_PATTERN, re.DOTALL)
 class Extraction:
     """What a parser style pulls out of the raw output before identifiers are read."""
 
-    answer: str
+    #: the answer part of the output (``None`` when it has none, e.g. reasoning cut off at ``max_tokens``)
+    answer: str | None
     reasoning: str | None = None
     repair: Repair | None = None
     #: a number ``int()`` rejects (``²``) is skipped (REARANK) instead of leaving the window unchanged (ReasonRank)
     skip_invalid_numbers: bool = False
+    #: the text identifiers are read from, when it is not ``answer`` (official parsers fall back to the whole
+    #: output when there is no answer block)
+    ids_from: str | None = None
+
+    @property
+    def ids_text(self) -> str:
+        """The text identifiers are read from."""
+        if self.ids_from is not None:
+            return self.ids_from
+        return self.answer or ""
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class ParseResult:
     """A parsed window answer: ``order`` is a full permutation of ``range(num)``, best first."""
 
     order: tuple[int, ...]
-    answer: str
+    answer: str | None
     reasoning: str | None
     ids: tuple[int, ...]
     repairs: tuple[Repair, ...]
@@ -69,41 +80,91 @@ class ParseResult:
 
 
 def _reasoning_between_tags(text: str) -> str | None:
+    """The text between ``<think>`` and ``</think>`` (or ``<answer>``, or the end), case-insensitive.
+
+    Without an opening ``<think>`` but with a ``</think>`` (chat templates of Qwen3 and R1-style models put
+    ``<think>`` in the prompt, so the output starts inside it), the reasoning is everything before ``</think>``.
+    """
     lowered = text.lower()
+    if len(lowered) != len(text):  # lower() changed lengths (rare); indices only hold on the lowered text
+        text = lowered
     start = lowered.find("<think>")
     if start < 0:
-        return None
+        end = lowered.find("</think>")
+        return text[:end].strip() if end >= 0 else None
     start += len("<think>")
     end = lowered.find("</think>", start)
     if end < 0:
         end = lowered.find("<answer>", start)
-    if len(lowered) != len(text):  # lower() changed lengths (rare); indices only hold on the lowered text
-        text = lowered
     return text[start : end if end >= 0 else len(text)].strip()
+
+
+_THINK_END_ANSWER_RE = re.compile(r"</think>\s*<answer>")
+
+
+def search_answer_block(lowered: str) -> tuple[int, int] | None:
+    """Where ``re.search(ANSWER_PATTERN, lowered, re.DOTALL)`` finds group 1, in linear time.
+
+    The regex backtracks from every ``<think>`` to the end of the text, which is quadratic on outputs full of
+    opening tags. Same result: the leftmost match starts at the first ``<think>`` (a later start can only
+    see a subset of the ``</think>`` positions); from there the lazy ``.*?`` takes the first
+    ``</think>\\s*<answer>``, and the group runs to the next ``</answer>`` (if there is none, none follows a
+    later ``<answer>`` either, so there is no match at all).
+
+    >>> search_answer_block("<think>a</think> <answer>[1]</answer>")
+    (25, 28)
+    """
+    start = lowered.find("<think>")
+    if start < 0:
+        return None
+    middle = _THINK_END_ANSWER_RE.search(lowered, start + len("<think>"))
+    if middle is None:
+        return None
+    end = lowered.find("</answer>", middle.end())
+    return None if end < 0 else (middle.end(), end)
+
+
+def _answer_after_think(text: str) -> str | None:
+    """What follows the last ``</think>`` (case-insensitive), or None: the answer part of an output that has
+    no ``<answer>`` tag (digits are still read from the whole text, as official)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        text = lowered
+    end = lowered.rfind("</think>")
+    if end < 0:
+        return None
+    return text[end + len("</think>") :].strip() or None
 
 
 def _extract_reasonrank(text: str) -> Extraction:
     # Official: re.search(pattern, response.lower(), re.DOTALL); the ids are identical either way, and when
     # lower() keeps the length we report the answer in its original case.
     lowered = text.lower()
-    match = _ANSWER_RE.search(lowered)
+    span = search_answer_block(lowered)
     reasoning = _reasoning_between_tags(text)
-    if match:
+    if span is not None:
         source = text if len(lowered) == len(text) else lowered
-        return Extraction(source[match.start(1) : match.end(1)].strip(), reasoning)
+        return Extraction(source[span[0] : span[1]].strip(), reasoning)
     if "<answer>" in text:  # case-sensitive, as official
+        tail = text.split("<answer>")[-1]
+        end = tail.lower().find("</answer>")
+        shown = (tail[:end] if end >= 0 and len(tail.lower()) == len(tail) else tail).strip()
         return Extraction(
-            text.split("<answer>")[-1],
+            shown or None,
             reasoning,
             Repair(
                 "answer_fallback",
                 detail="no complete <think>...</think><answer>...</answer>; read after the last <answer>",
             ),
+            ids_from=tail,
         )
+    # Official: "the reasoning length is too long" -- digits are read from the whole text (reasoning included),
+    # but only what follows </think> (if anything) is shown as the answer.
     return Extraction(
-        text,
+        _answer_after_think(text),
         reasoning,
         Repair("no_answer", detail="no <answer> block (output cut off?); identifiers read from the whole text"),
+        ids_from=text,
     )
 
 
@@ -146,7 +207,7 @@ def parse_ranking(text: str, num: int, *, style: str = "reasonrank", strict: boo
 
     extraction = extract(text)
     repairs: list[Repair] = [extraction.repair] if extraction.repair else []
-    digits_only = "".join(c if c.isdigit() else " " for c in extraction.answer).strip()
+    digits_only = "".join(c if c.isdigit() else " " for c in extraction.ids_text).strip()
     identity = tuple(range(num))
     tokens = digits_only.split()
     numbers = [_to_int(tok) for tok in tokens]

@@ -22,8 +22,9 @@ from ._scheduler import (
     run_lockstep,
     run_queries,
 )
-from ._types import PassageLike, Ranking, SamplingParams, as_passages
+from ._types import Passage, PassageLike, Ranking, SamplingParams, as_passages
 from .backends import Backend, get_backend_class
+from .backends._base import check_options
 from .presets import ModelPreset, find_preset
 from .prompts import Template, available_templates, get_template
 from .strategies import Strategy, resolve_strategy
@@ -46,6 +47,54 @@ _SAMPLING_FIELDS = (
 _RERANKER_OPTIONS = ("tokenizer", "max_passage_tokens", "sampling", "strict", "keep_prompts", "progress", "schedule")
 #: queries a ``rerank_stream`` keeps started and not yet taken by its caller
 DEFAULT_MAX_IN_FLIGHT = 64
+
+
+def _check_passage_limit(template: Template, max_passage_tokens: Any) -> None:
+    """``max_passage_tokens`` is None or an int >= 1, and only for templates that truncate by tokens."""
+    if max_passage_tokens is None:
+        return
+    if isinstance(max_passage_tokens, bool) or not isinstance(max_passage_tokens, int) or max_passage_tokens < 1:
+        raise InvalidInputError(f"max_passage_tokens must be an int >= 1 or None, got {max_passage_tokens!r}")
+    if not template.truncates_by_tokens:
+        raise InvalidInputError(
+            f"the {template.name!r} template cuts passages by characters or words itself (as its "
+            "official code does), so max_passage_tokens does not apply: leave it None"
+        )
+
+
+def _check_qids(qids: Any, count: int) -> list[str] | None:
+    """``qids`` as a list of ``count`` non-empty strs (ints are turned into strs), or None."""
+    if qids is None:
+        return None
+    if isinstance(qids, (str, bytes)) or not isinstance(qids, Sequence):
+        raise InvalidInputError(
+            f"qids must be a list with one qid per query, got {type(qids).__name__} {qids!r:.40}; "
+            "for a single query use rerank(query, passages, qid=...)"
+        )
+    if len(qids) != count:
+        raise InvalidInputError(f"got {len(qids)} qids for {count} queries")
+    checked = []
+    for i, qid in enumerate(qids):
+        if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid) == "":
+            raise InvalidInputError(f"qid {i} must be a non-empty str (or an int), got {qid!r:.40}")
+        checked.append(str(qid))
+    return checked
+
+
+def _check_unique_docids(label: str, passages: Sequence[Passage]) -> None:
+    """Each passage's docid (its input position when it has none) must be unique within a query: a ranking
+    (and its run) cannot name one document twice."""
+    first: dict[str, int] = {}
+    for i, passage in enumerate(passages):
+        docid = passage.docid if passage.docid is not None else str(i)
+        if docid in first:
+            positional = passage.docid is None or passages[first[docid]].docid is None
+            why = " (a passage without a docid is named by its position)" if positional else ""
+            raise InvalidInputError(
+                f"{label}: passages {first[docid]} and {i} have the same docid {docid!r}{why}; docids must be "
+                "unique within a query: drop the duplicate or give each passage its own docid"
+            )
+        first[docid] = i
 
 
 def _load_tokenizer(name: str) -> Any:
@@ -94,7 +143,9 @@ class Reranker:
         **backend_options: Any,
     ) -> None:
         if isinstance(backend, str):
-            backend = get_backend_class(backend)(**backend_options)
+            backend_cls = get_backend_class(backend)
+            check_options(backend_cls, backend_options, loading=False)
+            backend = backend_cls(**backend_options)
         elif backend_options:
             raise InvalidInputError(
                 f"unexpected options {sorted(backend_options)}: backend options only apply when the backend is "
@@ -106,24 +157,18 @@ class Reranker:
             )
         self.backend = backend
         self.template = get_template(template)
+        _check_passage_limit(self.template, max_passage_tokens)
+        if sampling is not None and not isinstance(sampling, SamplingParams):
+            raise InvalidInputError(f"sampling must be a SamplingParams, got {type(sampling).__name__}")
         if isinstance(tokenizer, str):
             tokenizer = _load_tokenizer(tokenizer)
         self.tokenizer = tokenizer if tokenizer is not None else backend.tokenizer
-        if max_passage_tokens is not None and (
-            isinstance(max_passage_tokens, bool) or not isinstance(max_passage_tokens, int) or max_passage_tokens < 1
-        ):
-            raise InvalidInputError(f"max_passage_tokens must be an int >= 1 or None, got {max_passage_tokens!r}")
         if max_passage_tokens is None and self.template.truncates_by_tokens and self.tokenizer is not None:
             max_passage_tokens = self.template.default_max_passage_tokens
         if max_passage_tokens is not None and self.template.truncates_by_tokens and self.tokenizer is None:
             raise InvalidInputError(
                 "max_passage_tokens needs a tokenizer (truncation is by model tokens, as official): pass "
                 "tokenizer=... or leave max_passage_tokens=None"
-            )
-        if max_passage_tokens is not None and not self.template.truncates_by_tokens:
-            raise InvalidInputError(
-                f"the {self.template.name!r} template cuts passages by characters or words itself (as its "
-                "official code does), so max_passage_tokens does not apply: leave it None"
             )
         self.max_passage_tokens = max_passage_tokens
         self.sampling = sampling if sampling is not None else SamplingParams()
@@ -160,9 +205,13 @@ class Reranker:
                     f"no preset for model {model!r}; pass template= (one of {', '.join(available_templates())})"
                 )
             template = preset.template
+        # Everything below is checked before the (slow) load: names, options, decoding settings.
         reranker_kwargs = {k: options.pop(k) for k in _RERANKER_OPTIONS if k in options}
+        _check_passage_limit(get_template(template), reranker_kwargs.get("max_passage_tokens"))
         overrides = {k: options.pop(k) for k in _SAMPLING_FIELDS if k in options}
         sampling = reranker_kwargs.pop("sampling", None) or (preset.sampling if preset else SamplingParams())
+        if not isinstance(sampling, SamplingParams):
+            raise InvalidInputError(f"sampling must be a SamplingParams, got {type(sampling).__name__}")
         if overrides:
             sampling = replace(sampling, **overrides)
         backend_cls = get_backend_class(backend)
@@ -171,6 +220,7 @@ class Reranker:
             raise InvalidInputError(
                 f"backend {backend!r} cannot load models by name; build it and pass it to Reranker()"
             )
+        check_options(backend_cls, options, also=_RERANKER_OPTIONS + _SAMPLING_FIELDS)
         if "tokenizer" in reranker_kwargs and "tokenizer" in inspect.signature(loader).parameters:
             # The backend loads it (a name or path works) and the reranker then uses the backend's tokenizer.
             options["tokenizer"] = reranker_kwargs.pop("tokenizer")
@@ -493,11 +543,10 @@ class Reranker:
             raise InvalidInputError(
                 f"got {len(queries)} queries but {len(passages_per_query)} passage lists; give one list per query"
             )
-        if qids is not None and len(qids) != len(queries):
-            raise InvalidInputError(f"got {len(qids)} qids for {len(queries)} queries")
+        qids = _check_qids(qids, len(queries))
         states = []
         for i, query in enumerate(queries):
-            qid = None if qids is None else str(qids[i])
+            qid = None if qids is None else qids[i]
             label = f"query {i}" + (f" (qid {qid})" if qid is not None else "")
             if not isinstance(query, str):
                 raise InvalidInputError(f"{label}: query must be a str, got {type(query).__name__}")
@@ -509,6 +558,7 @@ class Reranker:
                 raise type(e)(f"{label}: {e}") from None
             if not passages:
                 raise InvalidInputError(f"{label}: no passages to rerank; pass at least one passage")
+            _check_unique_docids(label, passages)
             states.append(
                 QueryState(
                     qid, label, query, passages, strategy.plan(len(passages), window=window, step=step, top_k=top_k)

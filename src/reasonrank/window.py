@@ -119,6 +119,9 @@ def _faithful_schedule(num: int, window: int, step: int, rank_start: int, rank_e
     """
     windows: list[tuple[int, int]] = []
     end, start = rank_end, rank_end - window
+    if start >= num:  # skip the empty windows past the list at once (rank_end=10**18 must not loop 10**17 times)
+        skipped = (start - num) // step + 1
+        end, start = end - skipped * step, start - skipped * step
     while start >= rank_start:
         if start < num:
             windows.append((start, min(end, num)))

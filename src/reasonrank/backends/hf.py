@@ -18,7 +18,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest
+from ._base import Backend, Generation, GenerationRequest, check_model_path, check_options, loader_options
 
 __all__ = ["HFBackend"]
 
@@ -103,12 +103,15 @@ class HFBackend(Backend):
         engine: str = "generate",
         continuous_config: Mapping[str, Any] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
-        if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool) or max_batch_tokens < 1):
-            raise InvalidInputError(f"max_batch_tokens must be an int >= 1 or None, got {max_batch_tokens!r}")
-        if pad_to_multiple_of is not None and (isinstance(pad_to_multiple_of, bool) or pad_to_multiple_of < 1):
-            raise InvalidInputError(f"pad_to_multiple_of must be an int >= 1 or None, got {pad_to_multiple_of!r}")
+        for name, value, optional in (
+            ("batch_size", batch_size, False),
+            ("max_batch_tokens", max_batch_tokens, True),
+            ("pad_to_multiple_of", pad_to_multiple_of, True),
+        ):
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be an int >= 1{' or None' if optional else ''}, got {value!r}")
         if engine not in ("generate", "continuous"):
             raise InvalidInputError(f"engine must be 'generate' or 'continuous', got {engine!r}")
         if engine == "continuous" and not hasattr(model, "generate_batch"):
@@ -161,6 +164,8 @@ class HFBackend(Backend):
         ``sort_by_length``, ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``,
         ``engine``, ``continuous_config``) go to the constructor.
         """
+        check_options(cls, options)  # a typo fails now, not after the load
+        check_model_path(model)
         torch = _import_torch()
         transformers = _import_transformers()
         model, gguf_file = _split_gguf(model, gguf_file)
@@ -194,6 +199,10 @@ class HFBackend(Backend):
             lm.to(device)
         lm.eval()
         return cls(lm, tokenizer, **options)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        return loader_options(cls) if loading else super().option_names(loading=False)
 
     @property
     def tokenizer(self) -> Any:

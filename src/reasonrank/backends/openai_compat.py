@@ -15,7 +15,9 @@ Windows run concurrently (asyncio, bounded by ``max_concurrency`` per server), s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import queue
 import random
@@ -28,14 +30,29 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest
+from ._base import Backend, Generation, GenerationRequest, check_options, loader_options
+from ._secrets import Hidden, Secrets, check_header_value, is_secret_header, split_urls
 
-__all__ = ["SERVER_PROFILES", "OpenAIBackend", "OpenAIStats", "RequestsFailedError", "ServerProfile"]
+__all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "SERVER_PROFILES",
+    "OpenAIBackend",
+    "OpenAIStats",
+    "RequestsFailedError",
+    "ServerProfile",
+]
 
 logger = logging.getLogger(__name__)
 
 #: HTTP statuses worth retrying: rate limits, overload, gateway trouble, server errors
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+#: default bound on one response body (decoded bytes): a ReasonRank answer is ~15 KB, so 8 MiB leaves room for
+#: long reasoning and logprobs while a runaway or hostile server cannot fill memory, the cache or the traces
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 2**20
+
+#: token counts above this are not believed (no context is this long): recorded as unknown
+_MAX_TOKEN_COUNT = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -103,21 +120,6 @@ class OpenAIStats:
     per_server: dict[str, int] = field(default_factory=dict)
 
 
-class _Secret:
-    """Holds the API key so that no repr, log line or traceback local ever shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | None) -> None:
-        self._value = value
-
-    def get(self) -> str | None:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<hidden>" if self._value else "None"
-
-
 class _Servers:
     """Least-loaded choice among base URLs; a server that just failed cools down and others take over."""
 
@@ -150,12 +152,32 @@ class _Fatal(Exception):
     """A request that will not succeed (a 4xx other than 429, a malformed answer, or out of retries)."""
 
 
+class _Retry(Exception):
+    """An answer that is a server fault worth retrying (HTTP 200 with an error body)."""
+
+
+class _TooLarge(Exception):
+    """The answer exceeded ``max_response_bytes`` (retried: another attempt or server may answer sanely)."""
+
+
 class OpenAIBackend(Backend):
     """Generate with any OpenAI-compatible server.
 
     ``base_url`` is the API root including ``/v1`` (one URL or a list: requests go to the least-loaded server and
     fail over when one errors). The API key comes from ``api_key`` or the environment variable ``api_key_env``
-    (``OPENAI_API_KEY``); it is sent as a bearer token and never appears in logs, reprs, traces or errors.
+    (``OPENAI_API_KEY``); surrounding whitespace is stripped (a key read from a file keeps its newline), a key that
+    cannot be an HTTP header value is refused without being shown, and it is sent as a bearer token. Neither the
+    key, nor ``headers`` values whose names hold ``auth``/``key``/``token``/``secret``/``password``/``cookie``,
+    nor credentials in a URL (``http://user:pass@host/v1``, sent as basic auth) appear in logs (httpx's
+    included), reprs, errors, traces or caches, even when a server quotes them back.
+
+    ``timeout`` (seconds) bounds each attempt as a whole, connection to last byte, so a server trickling bytes
+    cannot hold a request past it; ``connect_timeout`` bounds connecting. ``max_response_bytes`` (default
+    :data:`DEFAULT_MAX_RESPONSE_BYTES`, 8 MiB, decompressed) bounds each answer: a larger one is dropped and the
+    request retried, then reported. Timeouts, dropped connections, 408/409/425/429/5xx and HTTP 200 answers whose
+    body is ``{"error": ...}`` are retried ``max_retries`` times with jittered exponential backoff (honouring
+    ``Retry-After``). Token counts a server reports that are no count (a string, negative, fractional,
+    non-finite or above 10**8) are recorded as unknown (``None``) with a warning.
     ``server`` names the extra sampling fields the server understands (:data:`SERVER_PROFILES`: ``vllm``,
     ``sglang``, ``llama.cpp``, ``openai``); every decoding field is sent explicitly so the server's own defaults
     (or the checkpoint's ``generation_config``) cannot change decoding. ``tokenizer`` (a Hugging Face tokenizer
@@ -190,29 +212,48 @@ class OpenAIBackend(Backend):
         headers: Mapping[str, str] | None = None,
         http_options: Mapping[str, Any] | None = None,
         transport: Any = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise InvalidInputError("model must be the model name the server serves, e.g. 'liuwenhan/reasonrank-7B'")
-        urls = [base_url] if isinstance(base_url, str) else list(base_url)
-        if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
-            raise InvalidInputError(
-                f"base_url must be one or more http(s) URLs such as http://host:8000/v1, got {base_url!r}"
-            )
+        urls, url_secrets, url_auth = split_urls(base_url)
         if mode not in ("completions", "chat"):
             raise InvalidInputError(f"mode must be 'completions' (byte-exact prompts) or 'chat', got {mode!r}")
         if server not in SERVER_PROFILES:
             raise InvalidInputError(f"unknown server {server!r}; use one of {', '.join(SERVER_PROFILES)}")
-        for name, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0)):
+        for name, value, low in (
+            ("max_concurrency", max_concurrency, 1),
+            ("max_retries", max_retries, 0),
+            ("max_response_bytes", max_response_bytes, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
-        for name, number in (("timeout", timeout), ("connect_timeout", connect_timeout)):
-            if not number > 0:
-                raise InvalidInputError(f"{name} must be > 0 seconds, got {number!r}")
+        for name, number, zero_ok in (
+            ("timeout", timeout, False),
+            ("connect_timeout", connect_timeout, False),
+            ("retry_backoff", retry_backoff, True),
+            ("retry_backoff_max", retry_backoff_max, True),
+        ):
+            finite = not isinstance(number, bool) and isinstance(number, (int, float)) and math.isfinite(number)
+            if not finite or number < 0 or (number == 0 and not zero_ok):
+                raise InvalidInputError(
+                    f"{name} must be a finite number {'>=' if zero_ok else '>'} 0 seconds, got {number!r}"
+                )
         if add_special_tokens is not None and not SERVER_PROFILES[server].takes_add_special_tokens:
             raise InvalidInputError(f"add_special_tokens is a vLLM field; server={server!r} does not take it")
+        key = api_key if api_key is not None else os.environ.get(api_key_env)
+        if key is not None:
+            key = check_header_value("API key", key, secret=True) or None
+        headers = dict(headers or {})
+        header_secrets = []
+        for name in list(headers):
+            secret = is_secret_header(name)
+            headers[name] = check_header_value(f"{name!s:.40} header", headers[name], secret=secret)
+            if secret:
+                header_secrets.append(headers[name])
         _import_httpx()
         self.model = model
-        self.base_urls = [u.rstrip("/") for u in urls]
+        self.base_urls = urls
         self.mode = mode
         self.profile = SERVER_PROFILES[server]
         self.max_concurrency = max_concurrency
@@ -221,13 +262,18 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.retry_backoff = float(retry_backoff)
         self.retry_backoff_max = float(retry_backoff_max)
+        self.max_response_bytes = max_response_bytes
         self.add_special_tokens = add_special_tokens
         self.extra_body = dict(extra_body or {})
         self.stats = OpenAIStats()
-        self._api_key = _Secret(api_key if api_key is not None else os.environ.get(api_key_env))
-        self._headers = dict(headers or {})
+        # The raw value given (newline included) is hidden too: a message may quote what was passed.
+        raw = [v for v in (api_key, os.environ.get(api_key_env)) if isinstance(v, str)]
+        self._api_key = Secrets(key, *raw, *header_secrets, *url_secrets)
+        self._headers = Hidden(headers)  # may hold credentials: no repr shows them
+        self._url_auth = Hidden(url_auth)
         self._http_options = dict(http_options or {})
         self._transport = transport
+        self._warned_counts = False
         self._tokenizer = _load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self._connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connection] = (
             weakref.WeakKeyDictionary()
@@ -243,9 +289,14 @@ class OpenAIBackend(Backend):
         installed and ``model`` is a hub id or local path it can read; otherwise a warning is logged and prompts
         are rendered with the built-in Qwen2.5 ChatML template, without truncation.
         """
+        check_options(cls, options)
         if isinstance(tokenizer, str) and tokenizer == "auto":
             tokenizer = _auto_tokenizer(model)
         return cls(served_model_name or model, tokenizer=tokenizer, **options)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        return loader_options(cls) if loading else super().option_names(loading=False)
 
     @property
     def tokenizer(self) -> Any:
@@ -298,6 +349,9 @@ class OpenAIBackend(Backend):
         return body
 
     def _parse(self, data: Any) -> Generation:
+        if isinstance(data, dict) and "error" in data and "choices" not in data:
+            # Some servers (and proxies) answer overload or a crashed worker with HTTP 200 and an error body.
+            raise _Retry(f"HTTP 200 with an error instead of an answer: {self._redact(str(data['error']))[:300]}")
         try:
             choice = data["choices"][0]
             if self.mode == "completions":
@@ -308,18 +362,45 @@ class OpenAIBackend(Backend):
                 # Servers run with a reasoning parser split the thinking out: put it back where the model wrote it.
                 reasoning = message.get("reasoning_content") or message.get("reasoning")
                 if reasoning:
+                    if not isinstance(reasoning, str):
+                        raise TypeError
                     text = f"<think>{reasoning}</think>{text}"
             usage = data.get("usage") or {}
+            if not isinstance(usage, dict):
+                usage = {}
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise _Fatal(f"the server's answer is not an OpenAI {self.mode} response: {str(data)[:300]}") from None
+            shown = self._redact(str(data)[: 300 + 4096])[:300]
+            raise _Fatal(f"the server's answer is not an OpenAI {self.mode} response: {shown}") from None
         if not isinstance(text, str):
-            raise _Fatal(f"the server's answer has no text: {str(data)[:300]}")
+            raise _Fatal(f"the server's answer has no text: {self._redact(str(data)[: 300 + 4096])[:300]}")
+        finish = choice.get("finish_reason")
         return Generation(
-            text=text,
-            output_tokens=usage.get("completion_tokens"),
-            prompt_tokens=usage.get("prompt_tokens"),
-            finish_reason=choice.get("finish_reason"),
+            # A server echoing the key must not put it in traces or the cache. Model text is only touched for
+            # secrets as long as real keys, so that a short test key ("x") cannot change outputs.
+            text=self._api_key.redact(text, min_length=12),
+            output_tokens=self._token_count(usage, "completion_tokens"),
+            prompt_tokens=self._token_count(usage, "prompt_tokens"),
+            finish_reason=finish if isinstance(finish, str) else None,
         )
+
+    def _token_count(self, usage: dict[str, Any], name: str) -> int | None:
+        """A usage count as an int, or None (unknown) when the server sent something no count can be: a string,
+        a negative, fractional or non-finite number, or more than :data:`_MAX_TOKEN_COUNT`."""
+        value = usage.get(name)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= _MAX_TOKEN_COUNT:
+            return value
+        if not self._warned_counts:
+            self._warned_counts = True
+            logger.warning(
+                "the server sent usage.%s = %s, which is no token count; recorded as unknown (None)",
+                name,
+                self._redact(repr(value))[:60],
+            )
+        return None
 
     # ------------------------------------------------------------------ running
 
@@ -366,36 +447,67 @@ class OpenAIBackend(Backend):
             delay = min(b.retry_backoff_max, b.retry_backoff * 2**attempt) * random.uniform(0.5, 1.0)
             b.stats.attempts += 1
             try:
-                response = await client.post(url + path, json=body)
-            except httpx.TimeoutException:
-                reason = f"POST {url}{path} timed out (timeout={b.timeout:g}s)"
+                # `timeout` bounds the whole request: a server trickling bytes cannot hold it past the deadline.
+                status, headers, raw = await asyncio.wait_for(self._post(client, url, path, body), b.timeout)
+            except (asyncio.TimeoutError, httpx.TimeoutException):
+                reason = f"POST {url}{path} timed out (timeout={b.timeout:g}s for the whole request)"
+            except _TooLarge as e:
+                reason = f"POST {url}{path}: {e}"
             except httpx.TransportError as e:
                 reason = f"POST {url}{path} failed: {type(e).__name__}: {e}"
             else:
-                status = response.status_code
                 if status == 200:
-                    servers.release(url, failed=False)
                     try:
-                        generation = b._parse(response.json())
-                    except ValueError:
-                        raise _Fatal(f"POST {url}{path}: the answer is not JSON: {response.text[:300]!r}") from None
-                    b.stats.per_server[url] = b.stats.per_server.get(url, 0) + 1
-                    return generation
-                detail = response.text[:300].strip()
-                reason = f"POST {url}{path} -> HTTP {status}: {detail}"
-                if status not in RETRY_STATUSES:
-                    servers.release(url, failed=False)
-                    raise _Fatal(reason + _hint(status))
-                retry_after = _retry_after(response.headers.get("retry-after"))
-                if retry_after is not None:
-                    delay = min(b.retry_backoff_max, max(delay, retry_after))
+                        generation = b._parse(json.loads(raw))
+                    except (ValueError, RecursionError):  # not JSON, or nested deeper than json can read
+                        servers.release(url, failed=False)
+                        shown = b._redact(raw[:4096].decode("utf-8", "replace"))[:300]
+                        raise _Fatal(f"POST {url}{path}: the answer is not JSON: {shown!r}") from None
+                    except _Retry as e:
+                        reason = f"POST {url}{path}: {e}"
+                    except _Fatal:
+                        servers.release(url, failed=False)
+                        raise
+                    else:
+                        servers.release(url, failed=False)
+                        b.stats.per_server[url] = b.stats.per_server.get(url, 0) + 1
+                        return generation
+                else:
+                    detail = b._redact(raw[:4096].decode("utf-8", "replace"))[:300].strip()
+                    reason = f"POST {url}{path} -> HTTP {status}: {detail}"
+                    if status not in RETRY_STATUSES:
+                        servers.release(url, failed=False)
+                        raise _Fatal(reason + _hint(status))
+                    retry_after = _retry_after(headers.get("retry-after"))
+                    if retry_after is not None:
+                        delay = min(b.retry_backoff_max, max(delay, retry_after))
             servers.release(url, failed=True, cooldown=delay)
             if attempt == b.max_retries:
                 break
             b.stats.retries += 1
             logger.info("%s: %s; retry %d/%d in %.2fs", key, b._redact(reason), attempt + 1, b.max_retries, delay)
             await asyncio.sleep(delay)
-        raise _Fatal(f"gave up after {b.max_retries + 1} attempts; last: {reason}")
+        raise _Fatal(f"gave up after {b.max_retries + 1} attempts; last: {b._redact(reason)}")
+
+    async def _post(self, client: Any, base_url: str, path: str, body: dict[str, Any]) -> tuple[int, Any, bytes]:
+        """POST one body; the status, headers and at most ``max_response_bytes`` of (decoded) body."""
+        b = self
+        limit = b.max_response_bytes
+        auth = b._url_auth.value.get(base_url)  # credentials that were in the URL go as basic auth, out of every log
+        options = {"auth": auth} if auth else {}
+        async with client.stream("POST", base_url + path, json=body, **options) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit and response.status_code == 200:
+                raise _TooLarge(_too_large(int(declared), limit))
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    if response.status_code != 200:  # an error page: its start is enough to report it
+                        break
+                    raise _TooLarge(_too_large(size, limit))
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
 
     async def agenerate(self, request: GenerationRequest) -> Generation:
         """Send one request from the running event loop, as soon as fewer than ``max_concurrency`` per server are
@@ -441,11 +553,10 @@ class OpenAIBackend(Backend):
         return options
 
     def _redact(self, text: str) -> str:
-        key = self._api_key.get()
-        return text.replace(key, "<hidden>") if key else text
+        return self._api_key.redact(text)
 
     def _client_headers(self) -> dict[str, str]:
-        headers = dict(self._headers)
+        headers = dict(self._headers.value)
         key = self._api_key.get()
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -528,6 +639,13 @@ class _Run:
                 return
             self.backend.stats.completed += 1
             self.results.put((i, generation))
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"the answer is larger than max_response_bytes={limit} ({size} bytes or more) and was dropped; "
+        "raise max_response_bytes if this server's answers really are that large"
+    )
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import logging
@@ -23,7 +24,7 @@ from typing import Any
 
 from .._errors import BackendError, InvalidInputError, MissingDependencyError
 from .._types import SamplingParams
-from ._base import Backend, Generation, GenerationRequest
+from ._base import Backend, Generation, GenerationRequest, check_model_path
 
 __all__ = ["VLLMBackend", "to_vllm_sampling"]
 
@@ -239,6 +240,7 @@ class VLLMBackend(Backend):
         reranker streams (each query advances on its own) instead of one ``generate`` per window round; the
         outputs are the same for greedy decoding. ``"offline"`` (the default) keeps the official batch calls.
         """
+        check_model_path(model)
         if engine not in ("offline", "async"):
             raise InvalidInputError(f"engine must be 'offline' (vllm.LLM) or 'async' (AsyncLLMEngine), got {engine!r}")
         for name, value in (("tensor_parallel_size", tensor_parallel_size), ("data_parallel_size", data_parallel_size)):
@@ -278,6 +280,19 @@ class VLLMBackend(Backend):
             return cls(async_engine, lora_request=_lora_request(lora_path))
         logger.info("loading %s on vLLM (tensor_parallel_size=%d)", model, tensor_parallel_size)
         return cls(vllm.LLM(**kwargs), lora_request=_lora_request(lora_path), use_tqdm=use_tqdm)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        """``from_pretrained``'s own keywords plus vLLM's ``EngineArgs`` fields (``None`` without vLLM: any)."""
+        if not loading:
+            return super().option_names(loading=False)
+        try:
+            engine_args = _import_vllm().EngineArgs
+            engine_fields = {f.name for f in dataclasses.fields(engine_args)}
+        except (ImportError, TypeError, AttributeError):  # no vLLM here, or an EngineArgs that is no dataclass
+            return None
+        own = set(inspect.signature(cls.from_pretrained).parameters) - {"model", "more_engine_options"}
+        return frozenset(own | engine_fields)
 
     @property
     def tokenizer(self) -> Any:

@@ -12,7 +12,6 @@ query stripping happen anywhere (the query is used raw).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -145,13 +144,24 @@ class RearankTemplate(Template):
 
 # ----------------------------------------------------------------------------------------------- parsing
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+def _answer_span(text: str) -> tuple[int, int] | None:
+    """Group 1 of ``re.search(r"<answer>(.*?)</answer>", text, re.DOTALL)``, in linear time (the regex is
+    quadratic on text full of ``<answer>``): if no ``</answer>`` follows the first ``<answer>``, none follows
+    a later one either."""
+    start = text.find("<answer>")
+    if start < 0:
+        return None
+    start += len("<answer>")
+    end = text.find("</answer>", start)
+    return None if end < 0 else (start, end)
 
 
 def _reasoning(text: str) -> str | None:
     start = text.find("<think>")
-    if start < 0:
-        return None
+    if start < 0:  # the chat template opened <think> in the prompt: everything before </think> is reasoning
+        end = text.find("</think>")
+        return text[:end].strip() if end >= 0 else None
     start += len("<think>")
     end = text.find("</think>", start)
     if end < 0:
@@ -165,22 +175,25 @@ def extract_rearank(text: str) -> Extraction:
     1. If ``<answer>`` occurs: the first ``<answer>(.*?)</answer>`` group, stripped; the whole text stripped
        when no such pair exists. 2. If ``<think>`` still occurs: only what follows the last ``</think>`` (all
        of it when there is none). Then ``receive_permutation`` skips each number ``int()`` rejects (``²``)
-       and keeps the others.
+       and keeps the others. Without an answer block, ``answer`` shows only what follows the last
+       ``<answer>`` (or ``</think>``; ``None`` if neither occurs) while identifiers are read as official.
 
     >>> extract_rearank("<think>[1] is weak</think>\\n<answer> [2] > [1] </answer>").answer
     '[2] > [1]'
     >>> e = extract_rearank("<think>[3] looks best</think> [3] > [1]")
-    >>> e.answer, e.repair.kind
-    (' [3] > [1]', 'no_answer')
+    >>> e.answer, e.ids_text, e.repair.kind
+    ('[3] > [1]', ' [3] > [1]', 'no_answer')
     """
     response = text
     repair: Repair | None = None
+    shown: str | None = None
     if "<answer>" in response:
-        match = _ANSWER_RE.search(response)
-        if match:
-            response = match.group(1).strip()
+        span = _answer_span(response)
+        if span:
+            response = response[span[0] : span[1]].strip()
         else:
             response = response.strip()
+            shown = text.split("<answer>")[-1].split("</answer>")[0].strip()
             repair = Repair(
                 "answer_fallback",
                 detail="<answer> without </answer>: identifiers read from the whole output (after the last </think>)",
@@ -189,9 +202,13 @@ def extract_rearank(text: str) -> Extraction:
         repair = Repair(
             "no_answer", detail="no <answer> (output cut off?): identifiers read after the last </think>, if any"
         )
+        if "</think>" in text:
+            shown = text.split("</think>")[-1].strip()
     if "<think>" in response:
         response = response.split("</think>")[-1]
-    return Extraction(response, _reasoning(text), repair, skip_invalid_numbers=True)
+    if repair is None:
+        return Extraction(response, _reasoning(text), None, skip_invalid_numbers=True)
+    return Extraction(shown or None, _reasoning(text), repair, skip_invalid_numbers=True, ids_from=response)
 
 
 register_parser_style("rearank", extract_rearank)

@@ -67,7 +67,7 @@ def test_options_of_each_backend_are_known():
     assert hf is not None and {"gguf_file", "dtype", "batch_size", "max_batch_tokens", "engine"} <= hf
     openai = get_backend_class("openai").option_names()
     assert openai is not None and {"base_url", "api_key", "served_model_name", "max_response_bytes"} <= openai
-    assert get_backend_class("fake").option_names(loading=False) == {"responder"}
+    assert get_backend_class("fake").option_names(loading=False) == {"responder", "record"}
     with pytest.raises(UnknownNameError, match="did you mean 'responder'"):
         Reranker("fake", responer=None)
 

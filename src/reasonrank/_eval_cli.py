@@ -19,7 +19,13 @@ _DRY_BACKENDS = ("fake", "oracle")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--qrels", required=True, help="TREC qrels (or JSON {qid: {docid: rel}}), plain or .gz")
+    data.add_argument(
+        "--dataset", choices=("noveleval",), help="a bundled test collection instead of the files below (noveleval: "
+        "NovelEval-2306, 21 queries x 20 candidates)"
+    )  # fmt: skip
+    data.add_argument(
+        "--qrels", help="TREC qrels (or JSON {qid: {docid: rel}}), plain or .gz (required without --dataset)"
+    )
     data.add_argument("--run", help="first-stage TREC run; its file order is the order candidates are reranked in")
     data.add_argument("--queries", help="queries: TSV (qid<TAB>text) or JSONL (_id/id, text)")
     data.add_argument("--corpus", help="passages: TSV (docid<TAB>text) or JSONL (_id/id, text/contents, title)")
@@ -50,8 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model-id", help="name of the model in the cache (default: backend, model, file, dtype)")
 
     rerank = parser.add_argument_group("reranking")
-    rerank.add_argument("--window", type=int, default=20)
-    rerank.add_argument("--step", type=int, default=10)
+    rerank.add_argument(
+        "--window", type=int, default=20, help="passages the model reads per call (default 20, the official setting)"
+    )
+    rerank.add_argument(
+        "--step", type=int, default=10, help="how far the window moves between calls, in passages (default 10)"
+    )
     rerank.add_argument("--top-k", type=int, help="rerank only the first K candidates (default: all)")
     rerank.add_argument(
         "--strategy",
@@ -83,7 +93,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     out.add_argument("--tag", default="reasonrank", help="run tag (last column)")
     out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
-    out.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    out.add_argument(
+        "--no-progress", action="store_true", help="hide progress bars (the library's and transformers')"
+    )
+
+
+def _load_data(args: argparse.Namespace) -> Any:
+    """The bundled collection named by --dataset (its files options must not be given too)."""
+    if not args.dataset:
+        raise SystemExit(
+            "reasonrank eval: give --qrels (with --run, --queries and --corpus, or --data-json), or --dataset"
+        )
+    given = [f"--{n.replace('_', '-')}" for n in ("qrels", "run", "queries", "corpus", "data_json") if getattr(args, n)]
+    if given:
+        raise SystemExit(f"reasonrank eval: --dataset {args.dataset} brings its own data; drop {', '.join(given)}")
+    from .datasets import noveleval
+
+    return noveleval()
 
 
 def _option_value(text: str) -> Any:
@@ -149,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.write
     try:
         metrics = check_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
-        data = EvalData.from_files(
+        data = _load_data(args) if args.dataset or not args.qrels else EvalData.from_files(
             qrels=args.qrels,
             run=args.run,
             queries=args.queries,

@@ -51,12 +51,13 @@ def main() -> None:
     ]
     print(f"question: {args.question}\nBM25 top 3: {[c['docid'] for c in candidates[:3]]}")
 
-    # 2. Rerank the candidates: one window of 10 here (the official setting is window=20, step=10 over 100).
+    # 2. Rerank the candidates. The official setting is window=20, step=10 over 100 candidates (9 model calls);
+    #    10 candidates fit in one window, one model call.
     if args.fake:
         reranker = Reranker("fake", progress=False)
     else:
         reranker = Reranker.from_pretrained(smollm2_gguf_path(), template="rankgpt", max_tokens=48, progress=False)
-    ranking = reranker.rerank(args.question, candidates, window=args.candidates, step=args.candidates)
+    ranking = reranker.rerank(args.question, candidates, window=20, step=10)
     print(f"reranked top 3: {ranking.docids[:3]} ({len(ranking.windows)} model call(s))")
 
     # 3. The context the generator gets: the reranked passages, best first, within a budget.

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .datasets import load_noveleval, smollm2_gguf_path
+
+if TYPE_CHECKING:
+    from ._types import Ranking
 
 __all__ = ["add_arguments", "load_noveleval", "run", "smollm2_gguf_path"]
 
@@ -99,7 +102,7 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def _explain(rankings: list[Any], args: argparse.Namespace) -> str:
+def _explain(rankings: list[Ranking], args: argparse.Namespace) -> str:
     """What the library did, in words: windows, parse repairs, order changes, and the model's reasoning."""
     lines = [
         "",
@@ -108,10 +111,10 @@ def _explain(rankings: list[Any], args: argparse.Namespace) -> str:
         "time from the bottom of the list to the top (the official sliding window); each window is one model call.",
     ]
     for ranking in rankings:
-        windows = ", ".join(f"[{w.start}, {w.end})" for w in ranking.windows)
+        spans = ", ".join(f"[{w.start}, {w.end})" for w in ranking.windows)
         moved = sum(1 for position, p in enumerate(ranking.passages) if p.index != position)
         lines.append(
-            f"  query {ranking.qid!r}: windows {windows or '(none)'}; {moved} of {len(ranking.passages)} passages "
+            f"  query {ranking.qid!r}: windows {spans or '(none)'}; {moved} of {len(ranking.passages)} passages "
             "changed position"
         )
         top = ", ".join(f"{p.docid} (was #{p.index + 1})" for p in ranking.passages[:5])
@@ -122,9 +125,9 @@ def _explain(rankings: list[Any], args: argparse.Namespace) -> str:
                 lines.append(f"    window [{w.start}, {w.end}): the answer needed repairs: {fixes}")
     windows = [w for r in rankings for w in r.windows]
     thought = next((w for w in windows if w.reasoning and w.reasoning.strip()), None)
-    if thought is not None:
+    if thought is not None and thought.reasoning:
         lines.append(f"  The model's reasoning in window [{thought.start}, {thought.end}) (first 600 characters):")
-        lines.append("    " + thought.reasoning.strip()[:600].replace("\n", "\n    "))  # type: ignore[union-attr]
+        lines.append("    " + thought.reasoning.strip()[:600].replace("\n", "\n    "))
     else:
         lines.append(
             "  The model wrote no reasoning: SmolLM2 was not trained to think before answering (the ReasonRank "

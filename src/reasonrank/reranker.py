@@ -167,13 +167,19 @@ class Reranker:
 
     @classmethod
     def from_pretrained(
-        cls, model: str, *, backend: str = "hf", template: str | Template | None = None, **options: Any
+        cls,
+        model: str,
+        *,
+        backend: str | type[Backend] = "hf",
+        template: str | Template | None = None,
+        **options: Any,
     ) -> Reranker:
         """Load ``model`` on a backend with the settings of its preset.
 
         Args:
             model: a hub id, a local directory, or a ``.gguf`` file (``hf`` backend).
-            backend: backend name (default ``"hf"``; ``"vllm"``, ``"openai"`` or a plugin's).
+            backend: backend name (default ``"hf"``; ``"vllm"``, ``"openai"`` or a plugin's), or a
+                :class:`~reasonrank.backends.Backend` subclass with a ``from_pretrained`` classmethod.
             template: prompt template; required for models without a preset.
             **options: reranker options, decoding fields and backend options (see below).
 
@@ -206,7 +212,7 @@ class Reranker:
         sampling = reranker_kwargs.pop("sampling", None) or (preset.sampling if preset else SamplingParams())
         if overrides:
             sampling = replace(sampling, **overrides)
-        backend_cls = get_backend_class(backend)
+        backend_cls = backend if isinstance(backend, type) else get_backend_class(backend)
         loader = getattr(backend_cls, "from_pretrained", None)
         if loader is None:
             raise InvalidInputError(

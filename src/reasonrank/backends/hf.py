@@ -317,7 +317,7 @@ class HFBackend(Backend):
                 torch.manual_seed(sampling.seed)
             kwargs = self._generation_kwargs(sampling)
             if self.progress:
-                label = f"batch {number}/{len(batches)} ({len(indices)} windows)"
+                label = f"batch {number}/{len(batches)} ({len(indices)} window{'' if len(indices) == 1 else 's'})"
                 kwargs["streamer"] = _TokenProgress(sampling.max_tokens, label)
             with torch.inference_mode():
                 out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)

@@ -88,7 +88,7 @@ def test_rerank_noveleval_example():
 def test_demo_command_explains_itself():
     done = subprocess.run(
         [sys.executable, "-m", "reasonrank", "demo", "--queries", "2", "--max-tokens", "24", "--no-progress"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout

@@ -3,11 +3,11 @@
     python examples/evaluate_noveleval.py                      # real SmolLM2-135M-Instruct on CPU, 3 queries
     python examples/evaluate_noveleval.py --backend oracle     # dry run: a fake model that knows the qrels
 
-NovelEval ships with reasonrank (``reasonrank._demo.load_noveleval``), so this runs anywhere. Interrupt it
+NovelEval ships with reasonrank (``reasonrank.datasets.noveleval``), so this runs anywhere. Interrupt it
 (Ctrl-C, or even ``kill -9``) and start it again: finished windows come from ``OUTPUT/cache.jsonl`` and only
 the missing ones reach the model. The same run from the command line::
 
-    reasonrank eval --data-json data.json --qrels qrels.txt --model <smollm2.gguf> --template reasonrank \\
+    reasonrank eval --dataset noveleval --model <smollm2.gguf> --template reasonrank \\
         --max-tokens 64 --max-passage-tokens 100 --limit 3 --output-dir OUTPUT
 """
 
@@ -15,18 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from reasonrank import Passage, Reranker
-from reasonrank._demo import load_noveleval, smollm2_gguf_path
-from reasonrank.evaluation import EvalData, oracle_backend, run_eval
-
-
-def noveleval() -> EvalData:
-    data = load_noveleval()
-    return EvalData(
-        queries={q["qid"]: q["query"] for q in data["queries"]},
-        candidates={q["qid"]: [Passage(**p) for p in q["passages"]] for q in data["queries"]},
-        qrels=data["qrels"],
-    )
+from reasonrank import Reranker
+from reasonrank.datasets import noveleval, smollm2_gguf_path
+from reasonrank.evaluation import oracle_backend, run_eval
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Reranker.from_pretrained("liuwenhan/reasonrank-7B") on a GPU machine for the rea
 """
 
 from reasonrank import Reranker
-from reasonrank._demo import load_noveleval, smollm2_gguf_path
+from reasonrank.datasets import load_noveleval, smollm2_gguf_path
 
 data = load_noveleval()
 item = data["queries"][2]  # "Which film was the 2023 Palme d'Or winner?"

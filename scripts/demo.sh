@@ -3,5 +3,5 @@
 #   scripts/demo.sh [reasonrank demo options]      (see: .venv/bin/reasonrank demo --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=$(scripts/setup.sh hf | tail -n 1)
+venv=$(scripts/setup.sh hf,eval | tail -n 1)
 exec "$venv/bin/reasonrank" demo "$@"

@@ -69,11 +69,34 @@ class LlamaServer:
             try:
                 with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
                     if r.status == 200:
+                        self._check_generation(deadline)
                         return self
             except OSError:
                 time.sleep(0.25)
         self.stop()
         raise RuntimeError(f"llama_cpp.server did not answer within {timeout:.0f}s: {self.log.read_text()[-2000:]}")
+
+    def _check_generation(self, deadline: float) -> None:
+        """One tiny completion: a llama.cpp that crashes on real prompts fails here at once, with a clear message,
+        instead of the tests retrying against a dead server for minutes."""
+        body = json.dumps({"prompt": "Hello world, this is", "max_tokens": 2, "temperature": 0}).encode()
+        request = urllib.request.Request(
+            self.base_url + "/completions", data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=max(5.0, deadline - time.monotonic())) as r:
+                r.read()
+        except OSError as e:
+            time.sleep(0.5)
+            code = self.process.poll() if self.process is not None else None
+            self.stop()
+            if code is not None and code < 0:
+                raise RuntimeError(
+                    f"llama_cpp.server crashed on its first completion (signal {-code}). A llama-cpp-python built "
+                    "with native CPU flags crashes on CPUs with Intel AMX: rebuild it portably with scripts/setup.sh "
+                    f"(see docs/troubleshooting.md). Log: {self.log.read_text(errors='replace')[-1500:]}"
+                ) from e
+            raise RuntimeError(f"llama_cpp.server failed its first completion: {e}") from e
 
     def kill(self) -> None:
         """Kill the server abruptly (SIGKILL), as a crash would."""

@@ -177,10 +177,11 @@ def test_from_pretrained_local_directory_dtype_and_device_map(tmp_path, qwen25_t
         HFBackend.from_pretrained(str(tmp_path), dtype="int4")
 
 
-def test_prompts_longer_than_the_context_are_reported(qwen25_tokenizer, caplog):
+def test_prompts_longer_than_the_context_are_reported(qwen25_tokenizer):
+    # A warning (not a log record): visible without any logging configuration.
     small = tiny_qwen2(qwen25_tokenizer, max_position_embeddings=64)
     backend = HFBackend(small, qwen25_tokenizer)
-    with caplog.at_level("WARNING", logger="reasonrank.backends.hf"):
+    with pytest.warns(UserWarning, match="exceeds the model's context of 64 tokens"):
         backend.generate([request(PROMPTS[1], max_tokens=60, min_tokens=1)])
     assert "exceeds the model's context of 64 tokens" in caplog.text
 
@@ -192,3 +193,14 @@ def test_a_stop_string_reaches_generate_whole(tiny, qwen25_tokenizer):
     assert config.stop_strings == ["</answer>"]
     out = backend.generate([request(PROMPTS[0], max_tokens=6, stop="</answer>")])[0]
     assert 1 <= out.output_tokens <= 6
+
+
+def test_progress_moves_with_every_generated_token(tiny, qwen25_tokenizer, capsys):
+    # A batch of long reasoning outputs can take minutes on a CPU: its bar moves per token, not per batch.
+    backend = HFBackend(tiny, qwen25_tokenizer, batch_size=2, progress=True)
+    backend.generate([request(PROMPTS[0], max_tokens=6, min_tokens=6), request(PROMPTS[1], max_tokens=6, min_tokens=6)])
+    err = capsys.readouterr().err
+    assert "batch 1/1 (2 windows)" in err and "6/6" in err and "tok" in err
+    # The reranker's progress setting governs the backend's bars, per call too.
+    Reranker(backend, progress=True).rerank("q", ["a", "b"], progress=False)
+    assert "tok" not in capsys.readouterr().err and backend.progress is True

@@ -106,8 +106,9 @@ def test_cli_killed_with_sigkill_resumes_without_recomputing(reference, smollm2_
     assert 2 <= len(done_before) < WINDOWS, "the kill must land mid-run"
     assert not (out / "run.trec").exists()
 
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    resumed = subprocess.run([*command[:3], "-v", *command[3:]], capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "reasonrank.backends.hf: loading" in resumed.stderr  # windows were missing: the model loaded
     summary = json.loads((out / "summary.json").read_text())
     # the model ran only for the windows that had not finished, and no window was generated twice
     assert summary["windows_from_cache"] == len(done_before)
@@ -124,3 +125,10 @@ def test_cli_killed_with_sigkill_resumes_without_recomputing(reference, smollm2_
     assert _without_seconds(out / "traces.jsonl") == _without_seconds(reference_dir / "traces.jsonl")
     seconds = [json.loads(line)["seconds"] for line in (out / "traces.jsonl").read_text().splitlines()]
     assert {r["seconds"] for r in done_before} <= set(seconds)  # replayed windows keep their measured time
+
+    # A rerun over the complete cache prints the same table without loading the model (only its tokenizer).
+    again = subprocess.run([*command[:3], "-v", *command[3:]], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{WINDOWS} from cache, 0 generated" in again.stdout
+    assert "reasonrank.backends.hf: loading" not in again.stderr, again.stderr[-2000:]
+    assert (out / "run.trec").read_bytes() == (reference_dir / "run.trec").read_bytes()

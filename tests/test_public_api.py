@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import subprocess
 import sys
 
@@ -78,3 +80,38 @@ def test_package_logger_has_null_handler():
     import logging
 
     assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("reasonrank").handlers)
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_base_install_is_light_and_metrics_are_the_eval_extra():
+    # `pip install reasonrank` stays small for RAG apps: no numpy/scipy/torch (issue 10 §2).
+    requires = importlib.metadata.requires("reasonrank") or []
+    base = [_requirement_name(r) for r in requires if "extra ==" not in r]
+    assert 1 <= len(base) <= 5, base
+    heavy = {"numpy", "scipy", "torch", "transformers", "vllm", "pytrec-eval-terrier", "httpx"}
+    assert not heavy & set(base), base
+    extras = {}
+    for r in requires:
+        if "extra ==" in r:
+            extra = r.split("extra ==")[1].strip().strip("'\"")
+            extras.setdefault(extra, set()).add(_requirement_name(r))
+    assert "pytrec-eval-terrier" in extras["eval"]
+    assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= extras["docs"]
+
+
+def test_metrics_without_the_eval_extra_name_the_install_command():
+    code = (
+        "import sys\n"
+        "sys.modules['pytrec_eval'] = None  # as if pytrec-eval-terrier were not installed\n"
+        "from reasonrank.metrics import evaluate\n"
+        "from reasonrank import MissingDependencyError\n"
+        "try:\n"
+        "    evaluate({'q': {'d': 1.0}}, {'q': {'d': 1}}, 'nDCG@10')\n"
+        "except MissingDependencyError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'reasonrank[eval]'" in out and "pytrec-eval-terrier" in out

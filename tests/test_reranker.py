@@ -211,11 +211,13 @@ def test_from_pretrained_applies_presets_and_overrides():
             return cls()
 
     register_backend("loader-test", Loader)
-    r = Reranker.from_pretrained("liuwenhan/reasonrank-8B", backend="loader-test", max_tokens=100, device="cpu")
+    with pytest.warns(UserWarning, match="no tokenizer"):
+        r = Reranker.from_pretrained("liuwenhan/reasonrank-8B", backend="loader-test", max_tokens=100, device="cpu")
     assert r.template.name == "reasonrank-qwen3"
     assert r.sampling == SamplingParams(temperature=0.6, top_p=0.95, top_k=20, max_tokens=100)
     assert loaded == {"model": "liuwenhan/reasonrank-8B", "device": "cpu"}
-    r7 = Reranker.from_pretrained("/models/reasonrank-7B", backend="loader-test", progress=False)
+    with pytest.warns(UserWarning, match="no tokenizer, so passages are not truncated to 512 tokens"):
+        r7 = Reranker.from_pretrained("/models/reasonrank-7B", backend="loader-test", progress=False)
     assert r7.template.name == "reasonrank" and r7.sampling.greedy and r7.sampling.max_tokens == 3172
 
 

@@ -1,10 +1,11 @@
 """reasonrank: reasoning-intensive listwise passage reranking.
 
->>> from reasonrank import Reranker
->>> from reasonrank.backends import FakeBackend
->>> ranking = Reranker(FakeBackend(), progress=False).rerank("query", ["passage one", "passage two"])
->>> [p.docid for p in ranking]
-['0', '1']
+Examples:
+    >>> from reasonrank import Reranker
+    >>> from reasonrank.backends import FakeBackend
+    >>> ranking = Reranker(FakeBackend(), progress=False).rerank("query", ["passage one", "passage two"])
+    >>> [p.docid for p in ranking]
+    ['0', '1']
 
 Importing this package is cheap: torch, transformers, vllm and numpy load only when a backend needs them.
 """

@@ -7,9 +7,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._errors import InvalidInputError, ReasonRankError
+from .backends import Backend, Generation, GenerationRequest
 from .metrics import DEFAULT_METRICS
 
 __all__ = ["add_arguments", "add_model_arguments", "add_reranking_arguments", "run"]
@@ -19,7 +21,13 @@ _DRY_BACKENDS = ("fake", "oracle")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--qrels", required=True, help="TREC qrels (or JSON {qid: {docid: rel}}), plain or .gz")
+    data.add_argument(
+        "--dataset", choices=("noveleval",), help="a bundled test collection instead of the files below (noveleval: "
+        "NovelEval-2306, 21 queries x 20 candidates)"
+    )  # fmt: skip
+    data.add_argument(
+        "--qrels", help="TREC qrels (or JSON {qid: {docid: rel}}), plain or .gz (required without --dataset)"
+    )
     data.add_argument("--run", help="first-stage TREC run; its file order is the order candidates are reranked in")
     data.add_argument("--queries", help="queries: TSV (qid<TAB>text) or JSONL (_id/id, text)")
     data.add_argument("--corpus", help="passages: TSV (docid<TAB>text) or JSONL (_id/id, text/contents, title)")
@@ -50,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     out.add_argument("--tag", default="reasonrank", help="run tag (last column)")
     out.add_argument("--overwrite", action="store_true", help="discard an earlier run in --output-dir")
-    out.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    out.add_argument("--no-progress", action="store_true", help="hide progress bars (the library's and transformers')")
 
     from .distributed._cli import add_arguments as add_ray_arguments
 
@@ -79,8 +87,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
 def add_reranking_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The reranking options of ``reasonrank eval`` (also taken by ``reasonrank serve``)."""
     rerank = parser.add_argument_group("reranking")
-    rerank.add_argument("--window", type=int, default=20)
-    rerank.add_argument("--step", type=int, default=10)
+    rerank.add_argument(
+        "--window", type=int, default=20, help="passages the model reads per call (default 20, the official setting)"
+    )
+    rerank.add_argument(
+        "--step", type=int, default=10, help="how far the window moves between calls, in passages (default 10)"
+    )
     rerank.add_argument("--top-k", type=int, help="rerank only the first K candidates (default: all)")
     rerank.add_argument(
         "--strategy",
@@ -99,6 +111,20 @@ def add_reranking_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
     rerank.add_argument("--temperature", type=float, help="decoding temperature (default: the preset's)")
     rerank.add_argument("--strict", action="store_true", help="fail on malformed model answers instead of repairing")
     return rerank
+
+
+def _load_data(args: argparse.Namespace) -> Any:
+    """The bundled collection named by --dataset (its files options must not be given too)."""
+    if not args.dataset:
+        raise SystemExit(
+            "reasonrank eval: give --qrels (with --run, --queries and --corpus, or --data-json), or --dataset"
+        )
+    given = [f"--{n.replace('_', '-')}" for n in ("qrels", "run", "queries", "corpus", "data_json") if getattr(args, n)]
+    if given:
+        raise SystemExit(f"reasonrank eval: --dataset {args.dataset} brings its own data; drop {', '.join(given)}")
+    from .datasets import noveleval
+
+    return noveleval()
 
 
 def _option_value(text: str) -> Any:
@@ -167,7 +193,62 @@ def _build_reranker(args: argparse.Namespace, data: Any, options: dict[str, Any]
     for name in ("max_tokens", "temperature"):
         if getattr(args, name) is not None:
             common[name] = getattr(args, name)
+    if args.backend == "hf":
+        # The model loads on the first window the cache cannot answer: a rerun over a complete cache (a finished
+        # run, printed again) needs only the tokenizer to rebuild its prompts.
+        return Reranker.from_pretrained(
+            args.model, backend=_DeferredHFBackend, template=args.template, **common, **options
+        )
     return Reranker.from_pretrained(args.model, backend=args.backend, template=args.template, **common, **options)
+
+
+class _DeferredHFBackend(Backend):
+    """The ``hf`` backend, loading its model when it is first asked to generate (its tokenizer at once)."""
+
+    name = "hf"
+
+    def __init__(self, model: str, tokenizer: Any, options: dict[str, Any], progress: bool) -> None:
+        self.model_name = model
+        self._tokenizer = tokenizer
+        self._options = options
+        self._inner: Backend | None = None
+        self.progress = progress
+
+    @classmethod
+    def from_pretrained(
+        cls, model: str, *, tokenizer: Any = None, progress: bool = False, **options: Any
+    ) -> _DeferredHFBackend:
+        from .backends.hf import _import_transformers, _split_gguf
+
+        directory, gguf_file = _split_gguf(model, options.get("gguf_file"))
+        if tokenizer is None or isinstance(tokenizer, str):
+            common = {k: options[k] for k in ("revision", "trust_remote_code") if options.get(k) is not None}
+            if gguf_file is not None:
+                common["gguf_file"] = gguf_file
+            tokenizer = _import_transformers().AutoTokenizer.from_pretrained(tokenizer or directory, **common)
+        return cls(model, tokenizer, options, progress)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def _backend(self) -> Backend:
+        if self._inner is None:
+            from .backends.hf import HFBackend
+
+            self._inner = HFBackend.from_pretrained(self.model_name, tokenizer=self._tokenizer, **self._options)
+        self._inner.progress = self.progress  # type: ignore[attr-defined]  # the reranker sets it per call
+        return self._inner
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        return self._backend().generate(requests)
+
+    def stream(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        yield from self._backend().stream(requests)
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -178,16 +259,20 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.write
     try:
         metrics = check_metrics([m.strip() for m in args.metrics.split(",") if m.strip()])
-        data = EvalData.from_files(
-            qrels=args.qrels,
-            run=args.run,
-            queries=args.queries,
-            corpus=args.corpus,
-            data_json=args.data_json,
-            lenient=args.lenient,
-            depth=args.depth,
-            candidate_order=args.candidate_order,
-            quoting=args.tsv_quoting,
+        data = (
+            _load_data(args)
+            if args.dataset or not args.qrels
+            else EvalData.from_files(
+                qrels=args.qrels,
+                run=args.run,
+                queries=args.queries,
+                corpus=args.corpus,
+                data_json=args.data_json,
+                lenient=args.lenient,
+                depth=args.depth,
+                candidate_order=args.candidate_order,
+                quoting=args.tsv_quoting,
+            )
         )
         options = _backend_options(args)
         run_args: dict[str, Any] = {

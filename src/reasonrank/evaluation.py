@@ -285,10 +285,11 @@ class EvalResult:
         """The metrics as papers print them (×100), first stage vs reranked, plus throughput."""
         s = self.summary
         lines = [
-            f"{s['queries']} queries ({s['queries_evaluated']} evaluated"
+            f"{s['queries']} {'query' if s['queries'] == 1 else 'queries'} ({s['queries_evaluated']} evaluated"
             + (", queries missing from the run count as 0" if s["average"] == "qrels" else "")
             + f"), "
-            f"{s['windows']} windows ({s['windows_from_cache']} from cache, {s['windows_generated']} generated)",
+            f"{s['windows']} {'window' if s['windows'] == 1 else 'windows'} ({s['windows_from_cache']} from cache, "
+            f"{s['windows_generated']} generated)",
             f"{'metric':<12}{'first stage':>12}{'reranked':>10}{'change':>9}",
         ]
         for name, value in self.metrics.items():

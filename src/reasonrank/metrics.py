@@ -44,7 +44,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, overload
 
-from ._errors import InvalidInputError, UnknownNameError
+from ._errors import InvalidInputError, MissingDependencyError, UnknownNameError
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -113,9 +113,17 @@ class _Measure:
         return self.base if self.param is None else f"{self.base}_{self.param}"
 
 
-def _supported() -> frozenset[str]:
-    import pytrec_eval
+def _import_pytrec_eval() -> Any:
+    """pytrec_eval (with numpy and scipy) is the ``eval`` extra, kept out of the light base install."""
+    try:
+        import pytrec_eval
+    except ImportError:
+        raise MissingDependencyError("pytrec-eval-terrier", "eval", "Computing retrieval metrics") from None
+    return pytrec_eval
 
+
+def _supported() -> frozenset[str]:
+    pytrec_eval = _import_pytrec_eval()
     return frozenset(pytrec_eval.supported_measures) - _NON_NUMERIC
 
 
@@ -373,8 +381,7 @@ def evaluate(
 def _pytrec_evaluate(
     run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], measures: list[_Measure], level: int
 ) -> dict[str, dict[str, float]]:
-    import pytrec_eval
-
+    pytrec_eval = _import_pytrec_eval()
     params: dict[str, set[str]] = {}
     for m in measures:
         params.setdefault(m.base, set())

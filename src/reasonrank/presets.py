@@ -46,14 +46,15 @@ PRESETS: dict[str, ModelPreset] = {
 def find_preset(model: str) -> ModelPreset | None:
     """The preset for a hub id, or for a local directory named like one (``/models/reasonrank-7B``).
 
-    >>> find_preset("liuwenhan/reasonrank-7B").template
-    'reasonrank'
-    >>> find_preset("/data/ckpt/ReasonRank-8B/").template
-    'reasonrank-qwen3'
-    >>> find_preset("le723z/Rearank-7B").sampling.max_tokens
-    2048
-    >>> find_preset("Qwen/Qwen2.5-7B-Instruct") is None
-    True
+    Examples:
+        >>> find_preset("liuwenhan/reasonrank-7B").template
+        'reasonrank'
+        >>> find_preset("/data/ckpt/ReasonRank-8B/").template
+        'reasonrank-qwen3'
+        >>> find_preset("le723z/Rearank-7B").sampling.max_tokens
+        2048
+        >>> find_preset("Qwen/Qwen2.5-7B-Instruct") is None
+        True
     """
     if model in PRESETS:
         return PRESETS[model]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -109,23 +111,44 @@ def _load_tokenizer(name: str) -> Any:
 class Reranker:
     """A listwise reasoning reranker over any backend.
 
-    >>> from reasonrank import Reranker
-    >>> from reasonrank.backends import FakeBackend, answer
-    >>> backend = FakeBackend(lambda req: answer([1, 0] + list(range(2, len(req.docids)))))
-    >>> ranking = Reranker(backend, progress=False).rerank("q", ["first", "second", "third"])
-    >>> ranking.docids, len(ranking.windows)
-    (['1', '0', '2'], 1)
+    The model reads a window of passages (20 by default) and writes a ranking such as ``[2] > [1] > [3]``, after
+    reasoning inside ``<think>`` for the reasoning models; windows slide from the bottom of the list to the top
+    as in the official code, so strong passages move up. Use :meth:`from_pretrained` for a known model, or
+    build a backend and pass it here.
 
-    ``tokenizer`` (default: the backend's; a hub id or path is loaded with transformers) renders the chat template
-    and truncates passages as the official code does; without one, prompts are rendered with the built-in Qwen2.5
-    ChatML template and passages are not truncated. ``max_passage_tokens=None`` means the template's default (512
-    tokens for the ReasonRank templates, as in the official BRIGHT runs; the official BEIR/TREC-DL runs used 100).
+    Args:
+        backend: a :class:`~reasonrank.backends.Backend`, or a registered backend name (``"fake"``, ``"hf"``,
+            ``"vllm"``, ``"openai"`` or a plugin's) built with ``backend_options``.
+        template: prompt template name (``reasonrank``, ``reasonrank-qwen3``, ``rankgpt``, ``rearank``,
+            ``rankgpt-classic``, ``rankgpt-rearank``) or a :class:`~reasonrank.prompts.Template`.
+        tokenizer: a Hugging Face tokenizer, or a hub id / path loaded with transformers (default: the
+            backend's). It renders the chat template and truncates passages as the official code does; without
+            one, prompts use the built-in Qwen2.5 ChatML template and passages are not truncated.
+        max_passage_tokens: passage truncation in model tokens. ``None`` means the template's default (512
+            tokens for the ReasonRank templates, as in the official BRIGHT runs; the official BEIR/TREC-DL runs
+            used 100). Templates that cut by characters or words (RankGPT, REARANK) take none.
+        sampling: decoding settings (default: greedy, 4096 new tokens).
+        strict: raise :class:`~reasonrank.ParseError` on a malformed answer instead of repairing it.
+        keep_prompts: keep each window's prompt string in its :class:`~reasonrank.WindowTrace`.
+        progress: show a tqdm progress bar over windows (default for every call; each call can override it).
+        schedule: ``"auto"`` (default: streaming where the backend can, :attr:`Backend.can_stream`, lockstep
+            otherwise), ``"streaming"`` (every query advances as soon as its own windows are back) or
+            ``"lockstep"`` (window round ``k`` of every query in one backend call, the official batch
+            composition). Both give the same rankings and traces for deterministic decoding
+            (docs/scaling-out.md). Each call may override it.
+        **backend_options: options for the backend when ``backend`` is a name.
 
-    ``schedule`` (default for every call; each call may override it): ``"streaming"`` advances every query as
-    soon as its own windows are back, ``"lockstep"`` sends window round ``k`` of every query in one backend
-    call (the official batch composition), ``"auto"`` streams where the backend can
-    (:attr:`Backend.can_stream`) and runs lockstep otherwise. Both give the same rankings and traces for
-    deterministic decoding (docs/scaling-out.md).
+    Raises:
+        InvalidInputError: an unusable option (the message says what to pass instead).
+        UnknownNameError: an unknown template or backend name (the message lists the valid ones).
+
+    Examples:
+        >>> from reasonrank import Reranker
+        >>> from reasonrank.backends import FakeBackend, answer
+        >>> backend = FakeBackend(lambda req: answer([1, 0] + list(range(2, len(req.docids)))))
+        >>> ranking = Reranker(backend, progress=False).rerank("q", ["first", "second", "third"])
+        >>> ranking.docids, len(ranking.windows)
+        (['1', '0', '2'], 1)
     """
 
     def __init__(
@@ -184,9 +207,28 @@ class Reranker:
 
     @classmethod
     def from_pretrained(
-        cls, model: str, *, backend: str = "hf", template: str | Template | None = None, **options: Any
+        cls,
+        model: str,
+        *,
+        backend: str | type[Backend] = "hf",
+        template: str | Template | None = None,
+        **options: Any,
     ) -> Reranker:
         """Load ``model`` on a backend with the settings of its preset.
+
+        Args:
+            model: a hub id, a local directory, or a ``.gguf`` file (``hf`` backend).
+            backend: backend name (default ``"hf"``; ``"vllm"``, ``"openai"`` or a plugin's), or a
+                :class:`~reasonrank.backends.Backend` subclass with a ``from_pretrained`` classmethod.
+            template: prompt template; required for models without a preset.
+            **options: reranker options, decoding fields and backend options (see below).
+
+        Returns:
+            A :class:`Reranker` on the loaded backend.
+
+        Raises:
+            InvalidInputError: no preset and no ``template=``, or a backend that cannot load models by name.
+            MissingDependencyError: the backend's extra is not installed (the message names the ``pip install``).
 
         Known models (``liuwenhan/reasonrank-7B``/``-32B``/``-8B``, ``le723z/Rearank-7B``, or a local directory
         with the same name) get their template, decoding and passage limit from
@@ -214,14 +256,18 @@ class Reranker:
             raise InvalidInputError(f"sampling must be a SamplingParams, got {type(sampling).__name__}")
         if overrides:
             sampling = replace(sampling, **overrides)
-        backend_cls = get_backend_class(backend)
+        backend_cls = backend if isinstance(backend, type) else get_backend_class(backend)
         loader = getattr(backend_cls, "from_pretrained", None)
         if loader is None:
             raise InvalidInputError(
                 f"backend {backend!r} cannot load models by name; build it and pass it to Reranker()"
             )
         check_options(backend_cls, options, also=_RERANKER_OPTIONS + _SAMPLING_FIELDS)
-        if "tokenizer" in reranker_kwargs and "tokenizer" in inspect.signature(loader).parameters:
+        loader_parameters = inspect.signature(loader).parameters
+        if "progress" in loader_parameters and "progress" not in options:
+            # e.g. the HF backend's per-token bars follow the reranker's progress setting
+            options["progress"] = reranker_kwargs.get("progress", True)
+        if "tokenizer" in reranker_kwargs and "tokenizer" in loader_parameters:
             # The backend loads it (a name or path works) and the reranker then uses the backend's tokenizer.
             options["tokenizer"] = reranker_kwargs.pop("tokenizer")
         loaded = loader(model, **options)
@@ -233,12 +279,12 @@ class Reranker:
             if reranker_kwargs.get("tokenizer") is not None or loaded.tokenizer is not None:
                 reranker_kwargs["max_passage_tokens"] = preset.max_passage_tokens
             else:
-                logger.warning(
-                    "%s: the %s backend has no tokenizer, so passages are not truncated to %s tokens as the "
-                    "official pipeline does; pass tokenizer=... for byte-identical prompts",
-                    model,
-                    backend,
-                    preset.max_passage_tokens,
+                warnings.warn(
+                    f"{model}: the {backend} backend has no tokenizer, so passages are not truncated to "
+                    f"{preset.max_passage_tokens} tokens as the official pipeline does; pass tokenizer=... for "
+                    "byte-identical prompts",
+                    UserWarning,
+                    stacklevel=2,
                 )
         return cls(loaded, template=template, sampling=sampling, **reranker_kwargs)
 
@@ -255,16 +301,48 @@ class Reranker:
         qid: str | None = None,
         window_mode: str = "fixed",
         strategy: str | Strategy = "sliding",
+        progress: bool | None = None,
         schedule: str | None = None,
     ) -> Ranking:
         """Rerank ``passages`` for ``query``; the first ``top_k`` only if given (the rest keep their order).
 
-        ``strategy`` picks the windows (see :mod:`reasonrank.strategies`): ``"sliding"`` (official, 9
-        sequential model calls for 100 passages), or ``"tdpart"`` / ``"tournament"`` (at most 3 rounds of
-        parallel calls: lower latency, not the setting the models were evaluated with).
-        ``window_mode="faithful"`` runs RankGPT's/REARANK's sliding-window loop with its quirks (see
-        :func:`reasonrank.window_schedule`); the default ``"fixed"`` always covers every candidate.
-        ``schedule``: see :class:`Reranker` (default: the reranker's).
+        Args:
+            query: the search query (a non-empty string).
+            passages: the candidates, best first-stage candidate first. Each is a string, a dict with a
+                ``text`` (or ``contents``) field and optional ``docid``/``title``/``score``, a
+                :class:`~reasonrank.Passage`, or any object with such attributes. Passages without a docid get
+                their input position (``"0"``, ``"1"``, ...) as docid.
+            window: passages the model sees at once (default 20, the official setting).
+            step: how far the window moves between model calls, in passages (default 10: windows overlap by
+                ``window - step``); the windows go from the bottom of the list to the top.
+            top_k: rerank only the first ``top_k`` passages (default: all).
+            qid: the query's id, kept in the result (for TREC runs and evaluation).
+            window_mode: ``"fixed"`` (default) always covers every candidate; ``"faithful"`` runs
+                RankGPT's/REARANK's sliding-window loop with its quirks (see :func:`reasonrank.window_schedule`).
+            strategy: ``"sliding"`` (official, 9 sequential model calls for 100 passages), or ``"tdpart"`` /
+                ``"tournament"`` (at most 3 rounds of parallel calls: lower latency, not the setting the models
+                were evaluated with); see :mod:`reasonrank.strategies`.
+            progress: show a progress bar over windows (default: the reranker's ``progress`` setting).
+            schedule: ``"auto"``, ``"streaming"`` or ``"lockstep"`` (see :class:`Reranker`; default: the
+                reranker's).
+
+        Returns:
+            A :class:`~reasonrank.Ranking`: every input passage exactly once, best first, with each passage's
+            original position and score, and one :class:`~reasonrank.WindowTrace` per model call (raw output,
+            reasoning, parse repairs, token counts, seconds).
+
+        Raises:
+            InvalidInputError: an empty query or passage list, or bad ``window``/``step``/``top_k``.
+            PassageTypeError: a passage of a type that has no text.
+            WindowFailedError: the backend failed; the error names the windows that did not complete.
+
+        Examples:
+            >>> from reasonrank import Reranker
+            >>> ranking = Reranker("fake", progress=False).rerank(
+            ...     "q", [{"docid": "a", "text": "first"}, {"docid": "b", "text": "second"}], qid="q1"
+            ... )
+            >>> ranking.docids, ranking.qid
+            (['a', 'b'], 'q1')
         """
         return self.rerank_batch(
             [query],
@@ -273,6 +351,7 @@ class Reranker:
             step=step,
             top_k=top_k,
             qids=None if qid is None else [qid],
+            progress=progress,
             window_mode=window_mode,
             strategy=strategy,
             schedule=schedule,
@@ -300,12 +379,32 @@ class Reranker:
         ``progress`` (default: the reranker's setting) shows a tqdm bar over windows. ``strategy`` and
         ``window_mode``: see :meth:`rerank`; in faithful mode ``top_k`` is the official ``rank_end`` and is not
         clamped to a query's candidate count.
+
+        Args:
+            queries: one query string per query (length ``Q``).
+            passages_per_query: one list of passages per query (length ``Q``), each as in :meth:`rerank`.
+            window: passages per model call (default 20).
+            step: window stride in passages (default 10).
+            top_k: rerank only the first ``top_k`` passages of each query (default: all).
+            qids: one id per query (length ``Q``), kept in the results.
+            progress: show a progress bar over windows (default: the reranker's setting).
+            window_mode: see :meth:`rerank`.
+            strategy: see :meth:`rerank`.
+            schedule: see :class:`Reranker` (default: the reranker's).
+
+        Returns:
+            ``Q`` :class:`~reasonrank.Ranking` objects, in query order.
+
+        Raises:
+            InvalidInputError: mismatched lengths, or any input :meth:`rerank` rejects (the message names the
+                query).
+            WindowFailedError: the backend failed; the error names the windows that did not complete.
         """
         lockstep = self._lockstep(schedule)
         states = self._start(
             queries, passages_per_query, window, step, top_k, qids, resolve_strategy(strategy, window_mode)
         )
-        with self._bar(progress, sum(s.plan.expected_windows for s in states)) as bar:
+        with self._backend_progress(progress), self._bar(progress, sum(s.plan.expected_windows for s in states)) as bar:
             if lockstep:
                 run_lockstep(self._codec(), self.backend, states, bar.update, self.stats)
                 rankings = [finish(s) for s in states]
@@ -450,7 +549,7 @@ class Reranker:
         lockstep: bool,
     ) -> Iterator[Ranking]:
         states = (self._item_state(k, item, window, step, top_k, strategy) for k, item in enumerate(items))
-        with self._bar(progress, 0) as bar:
+        with self._backend_progress(progress), self._bar(progress, 0) as bar:
 
             def on_start(state: QueryState) -> None:
                 bar.total += state.plan.expected_windows
@@ -515,6 +614,20 @@ class Reranker:
         if dispatcher is None or dispatcher.backend is not self.backend:
             dispatcher = self._dispatchers[loop] = Dispatcher(self.backend, self.stats)
         return dispatcher
+
+    @contextlib.contextmanager
+    def _backend_progress(self, progress: bool | None) -> Iterator[None]:
+        """For one call, a backend's own bars (e.g. the HF backend's per-token bar) follow ``progress``."""
+        backend_progress = getattr(self.backend, "progress", None)
+        if not isinstance(backend_progress, bool):
+            yield
+            return
+        show = self.progress if progress is None else progress
+        self.backend.progress = backend_progress and show  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            self.backend.progress = backend_progress  # type: ignore[attr-defined]
 
     def _bar(self, progress: bool | None, total: int) -> Any:
         from tqdm.auto import tqdm

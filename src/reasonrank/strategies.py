@@ -21,13 +21,14 @@ A strategy hands out :class:`Window` s as *positions* in the query's current ord
 model's rankings of a round's windows into the next order. Custom strategies subclass :class:`Strategy` and
 :class:`Plan`.
 
->>> plan = get_strategy("sliding").plan(30, window=20, step=10)
->>> order = list(range(30))
->>> [(w.start, w.end) for w in plan.next_round(order)]
-[(10, 30)]
->>> plan = get_strategy("tdpart").plan(100, window=20, step=10)
->>> [len(w) for w in plan.next_round(list(range(100)))]
-[20]
+Examples:
+    >>> plan = get_strategy("sliding").plan(30, window=20, step=10)
+    >>> order = list(range(30))
+    >>> [(w.start, w.end) for w in plan.next_round(order)]
+    [(10, 30)]
+    >>> plan = get_strategy("tdpart").plan(100, window=20, step=10)
+    >>> [len(w) for w in plan.next_round(list(range(100)))]
+    [20]
 """
 
 from __future__ import annotations
@@ -241,12 +242,13 @@ class TDPart(Strategy):
     relevant ones beat it more easily). The top ``cutoff`` come out exact for an exact ranker whenever the
     pivot is among the ``window`` best overall. Lists of at most one window get a single window, like sliding.
 
-    >>> plan = TDPart(cutoff=10).plan(100, window=20)
-    >>> order = list(range(100))
-    >>> first = plan.next_round(order)
-    >>> order = plan.update(order, first, [list(range(20))])  # the model keeps the order
-    >>> [w.positions[:3] for w in plan.next_round(order)]
-    [(9, 20, 21), (9, 36, 37), (9, 52, 53), (9, 68, 69), (9, 84, 85)]
+    Examples:
+        >>> plan = TDPart(cutoff=10).plan(100, window=20)
+        >>> order = list(range(100))
+        >>> first = plan.next_round(order)
+        >>> order = plan.update(order, first, [list(range(20))])  # the model keeps the order
+        >>> [w.positions[:3] for w in plan.next_round(order)]
+        [(9, 20, 21), (9, 36, 37), (9, 52, 53), (9, 68, 69), (9, 84, 85)]
     """
 
     name: ClassVar[str] = "tdpart"
@@ -381,8 +383,9 @@ def available_strategies() -> list[str]:
 def get_strategy(strategy: str | Strategy) -> Strategy:
     """A strategy instance from a name (default settings) or the instance itself.
 
-    >>> get_strategy("tdpart"), get_strategy(Tournament(rounds=4))
-    (TDPart(cutoff=None), Tournament(rounds=4))
+    Examples:
+        >>> get_strategy("tdpart"), get_strategy(Tournament(rounds=4))
+        (TDPart(cutoff=None), Tournament(rounds=4))
     """
     if isinstance(strategy, Strategy):
         return strategy
@@ -395,8 +398,9 @@ def get_strategy(strategy: str | Strategy) -> Strategy:
 def resolve_strategy(strategy: str | Strategy, window_mode: str = "fixed") -> Strategy:
     """The strategy for ``rerank(..., strategy=, window_mode=)``: ``window_mode`` configures sliding windows.
 
-    >>> resolve_strategy("sliding", "faithful")
-    Sliding(mode='faithful')
+    Examples:
+        >>> resolve_strategy("sliding", "faithful")
+        Sliding(mode='faithful')
     """
     check_window_mode(window_mode)
     if strategy == "sliding":

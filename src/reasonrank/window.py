@@ -11,16 +11,17 @@ top. Two modes:
   number of candidates (RankGPT's script always passes 100; REARANK passes the *first* query of each batch's
   count), so windows may run past the end of the list and are cut there.
 
->>> window_schedule(100)[:3], window_schedule(100)[-1], len(window_schedule(100))
-([(80, 100), (70, 90), (60, 80)], (0, 20), 9)
->>> window_schedule(25)
-[(5, 25), (0, 15)]
->>> window_schedule(7)
-[(0, 7)]
->>> window_schedule(25, mode="faithful"), window_schedule(7, mode="faithful")
-([(5, 25)], [])
->>> window_schedule(45, rank_end=100, mode="faithful")  # RankGPT's script on a short list
-[(40, 45), (30, 45), (20, 40), (10, 30), (0, 20)]
+Examples:
+    >>> window_schedule(100)[:3], window_schedule(100)[-1], len(window_schedule(100))
+    ([(80, 100), (70, 90), (60, 80)], (0, 20), 9)
+    >>> window_schedule(25)
+    [(5, 25), (0, 15)]
+    >>> window_schedule(7)
+    [(0, 7)]
+    >>> window_schedule(25, mode="faithful"), window_schedule(7, mode="faithful")
+    ([(5, 25)], [])
+    >>> window_schedule(45, rank_end=100, mode="faithful")  # RankGPT's script on a short list
+    [(40, 45), (30, 45), (20, 40), (10, 30), (0, 20)]
 """
 
 from __future__ import annotations

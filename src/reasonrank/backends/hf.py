@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -102,6 +103,7 @@ class HFBackend(Backend):
         pad_to_multiple_of: int | None = None,
         engine: str = "generate",
         continuous_config: Mapping[str, Any] | None = None,
+        progress: bool = False,
     ) -> None:
         for name, value, optional in (
             ("batch_size", batch_size, False),
@@ -130,6 +132,9 @@ class HFBackend(Backend):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.engine = engine
         self.continuous_config = dict(continuous_config or {})
+        #: show a tqdm bar per batch that moves with every generated token (a batch of long reasoning outputs
+        #: can take minutes on a CPU); the reranker turns it off for calls made with ``progress=False``
+        self.progress = progress
         self.eos_token_ids = self._eos_ids()
         self._warned_context = False
         self._manager: Any = None  # the running continuous-batching manager and its decoding settings
@@ -153,6 +158,7 @@ class HFBackend(Backend):
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
         model_kwargs: dict[str, Any] | None = None,
+        progress: bool = False,
         **options: Any,
     ) -> HFBackend:
         """Load a model and tokenizer from a hub id or local path (``gguf_file=`` for a GGUF checkpoint).
@@ -162,7 +168,8 @@ class HFBackend(Backend):
         CUDA when available. ``device_map`` (e.g. ``"auto"``, needs accelerate) spreads a model that does not fit
         one GPU over several, instead of ``device``. Remaining options (``batch_size``, ``add_special_tokens``,
         ``sort_by_length``, ``max_batch_tokens``, ``cache_implementation``, ``compile``, ``pad_to_multiple_of``,
-        ``engine``, ``continuous_config``) go to the constructor.
+        ``engine``, ``continuous_config``) go to the constructor. ``progress`` shows a bar over each batch's
+        generated tokens.
         """
         check_options(cls, options)  # a typo fails now, not after the load
         check_model_path(model)
@@ -198,7 +205,7 @@ class HFBackend(Backend):
         if device_map is None:
             lm.to(device)
         lm.eval()
-        return cls(lm, tokenizer, **options)
+        return cls(lm, tokenizer, progress=progress, **options)
 
     @classmethod
     def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
@@ -278,12 +285,12 @@ class HFBackend(Backend):
         limit = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         if isinstance(limit, int) and prompt_tokens + max_new > limit and not self._warned_context:
             self._warned_context = True
-            logger.warning(
-                "a prompt of %d tokens plus max_tokens=%d exceeds the model's context of %d tokens: lower "
-                "max_passage_tokens or the window size, or max_tokens",
-                prompt_tokens,
-                max_new,
-                limit,
+            # warnings, not logging: a user must see this without configuring logging.
+            warnings.warn(
+                f"a prompt of {prompt_tokens} tokens plus max_tokens={max_new} exceeds the model's context of "
+                f"{limit} tokens: lower max_passage_tokens or the window size, or max_tokens",
+                UserWarning,
+                stacklevel=2,
             )
 
     def _chunks(self, pairs: list[tuple[int, Any]], max_new: int) -> Iterator[list[tuple[int, Any]]]:
@@ -313,7 +320,8 @@ class HFBackend(Backend):
     def _stream_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
         torch = _import_torch()
         device = next(self.model.parameters()).device
-        for sampling, indices, token_lists in self._batches(requests):
+        batches = list(self._batches(requests))
+        for number, (sampling, indices, token_lists) in enumerate(batches, start=1):
             started = time.perf_counter()
             width = max(len(t) for t in token_lists)
             if self.pad_to_multiple_of:
@@ -325,12 +333,12 @@ class HFBackend(Backend):
                 attention[row, width - len(tokens) :] = 1
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
+            kwargs = self._generation_kwargs(sampling)
+            if self.progress:
+                label = f"batch {number}/{len(batches)} ({len(indices)} window{'' if len(indices) == 1 else 's'})"
+                kwargs["streamer"] = _TokenProgress(sampling.max_tokens, label)
             with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=input_ids.to(device),
-                    attention_mask=attention.to(device),
-                    **self._generation_kwargs(sampling),
-                )
+                out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
             new_tokens = out[:, width:].tolist()
             share = (time.perf_counter() - started) / len(indices)  # the batch's time, shared by its rows
             for row, index in enumerate(indices):
@@ -487,3 +495,26 @@ class HFBackend(Backend):
 def _stop_manager(manager: Any) -> None:
     if manager.is_running():
         manager.stop(block=True, timeout=30)
+
+
+class _TokenProgress:
+    """A ``generate`` streamer that only moves a tqdm bar, one step per generated token of the batch.
+
+    The bar's total is ``max_tokens``: its ETA is the time until the longest possible output; a batch whose
+    rows all stop early closes sooner.
+    """
+
+    def __init__(self, max_tokens: int, label: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=max_tokens, desc=label, unit="tok", leave=False)
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # generate first hands over the prompt
+            self.prompt_seen = True
+            return
+        self.bar.update(1)
+
+    def end(self) -> None:
+        self.bar.close()

@@ -23,6 +23,7 @@ import queue
 import random
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -680,11 +681,11 @@ def _auto_tokenizer(model: str) -> Any:
     try:
         return _load_tokenizer(model)
     except Exception as e:  # no transformers, offline, or a served name that is no hub id
-        logger.warning(
-            "could not load a tokenizer for %r (%s: %s); prompts use the built-in Qwen2.5 ChatML template and "
-            "passages are not truncated by tokens. Pass tokenizer=<name or path> to fix this.",
-            model,
-            type(e).__name__,
-            str(e)[:200],
+        warnings.warn(
+            f"could not load a tokenizer for {model!r} ({type(e).__name__}: {str(e)[:200]}); prompts use the "
+            "built-in Qwen2.5 ChatML template and passages are not truncated by tokens. Pass tokenizer=<name or "
+            "path> to fix this.",
+            UserWarning,
+            stacklevel=3,
         )
         return None

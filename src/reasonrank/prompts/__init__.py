@@ -1,10 +1,11 @@
 """Prompt templates: the exact chat messages and prompt strings each model family was trained on.
 
->>> from reasonrank.prompts import get_template
->>> t = get_template("reasonrank")
->>> prompt = t.render("capital of France", ["Paris is the capital of France.", "Berlin is in Germany."])
->>> prompt.startswith("<|im_start|>system\\nYou are RankLLM") and prompt.endswith("<|im_start|>assistant\\n")
-True
+Examples:
+    >>> from reasonrank.prompts import get_template
+    >>> t = get_template("reasonrank")
+    >>> prompt = t.render("capital of France", ["Paris is the capital of France.", "Berlin is in Germany."])
+    >>> prompt.startswith("<|im_start|>system\\nYou are RankLLM") and prompt.endswith("<|im_start|>assistant\\n")
+    True
 """
 
 from ._base import (

@@ -29,8 +29,9 @@ _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
 def replace_number(s: str) -> str:
     """Official ``replace_number``: ``[12]`` becomes ``(12)`` so passages cannot forge identifiers.
 
-    >>> replace_number("see [3] and [a] and [ 1]")
-    'see (3) and [a] and [ 1]'
+    Examples:
+        >>> replace_number("see [3] and [a] and [ 1]")
+        'see (3) and [a] and [ 1]'
     """
     return _BRACKETED_NUMBER.sub(r"(\1)", s)
 
@@ -148,8 +149,9 @@ def available_templates() -> list[str]:
 def get_template(name: str | Template) -> Template:
     """Look a template up by name (official prompt-mode names such as ``rank_GPT_reasoning`` work too).
 
-    >>> get_template("rank_GPT_reasoning").name
-    'reasonrank'
+    Examples:
+        >>> get_template("rank_GPT_reasoning").name
+        'reasonrank'
     """
     if isinstance(name, Template):
         return name

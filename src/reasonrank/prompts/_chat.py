@@ -20,8 +20,9 @@ def qwen25_chatml(messages: Sequence[Mapping[str, str]], *, add_generation_promp
     Qwen3's template renders system/user/assistant turns the same way, except that it adds no default
     system message.
 
-    >>> qwen25_chatml([{"role": "user", "content": "hi"}]).splitlines()[1]
-    'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>'
+    Examples:
+        >>> qwen25_chatml([{"role": "user", "content": "hi"}]).splitlines()[1]
+        'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>'
     """
     parts: list[str] = []
     if messages and messages[0]["role"] == "system":

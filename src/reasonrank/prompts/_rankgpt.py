@@ -53,11 +53,12 @@ class RankGPTTemplate(Template):
     :func:`~reasonrank.prompts._rearank.official_hit_content`): RankGPT's ``run_retriever`` (True) or REARANK's
     BRIGHT loader (False).
 
-    >>> from reasonrank.prompts import get_template
-    >>> msgs = get_template("rankgpt-classic").build_messages("q", ["one  two\\nthree", "four"])
-    >>> [(m["role"], m["content"]) for m in msgs[2:6]]  # doctest: +NORMALIZE_WHITESPACE
-    [('assistant', 'Okay, please provide the passages.'), ('user', '[1] one two three'),
-     ('assistant', 'Received passage [1].'), ('user', '[2] four')]
+    Examples:
+        >>> from reasonrank.prompts import get_template
+        >>> msgs = get_template("rankgpt-classic").build_messages("q", ["one  two\\nthree", "four"])
+        >>> [(m["role"], m["content"]) for m in msgs[2:6]]  # doctest: +NORMALIZE_WHITESPACE
+        [('assistant', 'Okay, please provide the passages.'), ('user', '[1] one two three'),
+         ('assistant', 'Received passage [1].'), ('user', '[2] four')]
     """
 
     name: ClassVar[str] = ""

@@ -73,8 +73,9 @@ def official_hit_content(passage: PassageLike, *, normalise_untitled: bool = Fal
     ``contents`` (RankGPT's only loader). The two differ only for a text holding ``Title:`` and
     ``Content:`` separated by whitespace other than one space, which the prompt's replace then misses.
 
-    >>> official_hit_content({"title": "T\\n1", "text": " a  b "})
-    'Title: T 1 Content: a b'
+    Examples:
+        >>> official_hit_content({"title": "T\\n1", "text": " a  b "})
+        'Title: T 1 Content: a b'
     """
     p = ensure_passage(passage)
     if p.title is not None:
@@ -99,12 +100,13 @@ class RearankTemplate(Template):
     the 400-character cut (not tokens) comes *after* whitespace normalisation. ``max_passage_tokens`` is
     refused; ``max_chars`` (default 400, as trained) sets the cut.
 
-    >>> from reasonrank.prompts import get_template
-    >>> msgs = get_template("rearank").build_messages("q", ["alpha\\n\\nbeta", {"title": "T", "text": "body"}])
-    >>> [m["role"] for m in msgs]
-    ['system', 'user', 'assistant', 'user', 'assistant', 'user', 'assistant', 'user']
-    >>> msgs[3]["content"], msgs[5]["content"], msgs[6]["content"]
-    ('[1] alpha beta', '[2] Title: T Content: body', 'Received passage [2].')
+    Examples:
+        >>> from reasonrank.prompts import get_template
+        >>> msgs = get_template("rearank").build_messages("q", ["alpha\\n\\nbeta", {"title": "T", "text": "body"}])
+        >>> [m["role"] for m in msgs]
+        ['system', 'user', 'assistant', 'user', 'assistant', 'user', 'assistant', 'user']
+        >>> msgs[3]["content"], msgs[5]["content"], msgs[6]["content"]
+        ('[1] alpha beta', '[2] Title: T Content: body', 'Received passage [2].')
     """
 
     name: ClassVar[str] = ""
@@ -178,11 +180,12 @@ def extract_rearank(text: str) -> Extraction:
        and keeps the others. Without an answer block, ``answer`` shows only what follows the last
        ``<answer>`` (or ``</think>``; ``None`` if neither occurs) while identifiers are read as official.
 
-    >>> extract_rearank("<think>[1] is weak</think>\\n<answer> [2] > [1] </answer>").answer
-    '[2] > [1]'
-    >>> e = extract_rearank("<think>[3] looks best</think> [3] > [1]")
-    >>> e.answer, e.ids_text, e.repair.kind
-    ('[3] > [1]', ' [3] > [1]', 'no_answer')
+    Examples:
+        >>> extract_rearank("<think>[1] is weak</think>\\n<answer> [2] > [1] </answer>").answer
+        '[2] > [1]'
+        >>> e = extract_rearank("<think>[3] looks best</think> [3] > [1]")
+        >>> e.answer, e.ids_text, e.repair.kind
+        ('[3] > [1]', ' [3] > [1]', 'no_answer')
     """
     response = text
     repair: Repair | None = None

@@ -75,13 +75,14 @@ SUFFIX_QWEN3 = (
 class ReasonRankTemplate(Template):
     """Official ``RankListwiseOSLLM.create_prompt`` for one prompt mode.
 
-    >>> from reasonrank.prompts import get_template
-    >>> t = get_template("reasonrank")
-    >>> msgs = t.build_messages("what is [1]?", ["alpha", {"title": "T", "text": " beta [2] "}])
-    >>> print(msgs[1]["content"][:80])
-    I will provide you with 2 passages, each indicated by a numerical identifier [].
-    >>> msgs[1]["content"].splitlines()[1:4]
-    ['', '[1] alpha', '[2] Title: T Content:  beta (2)']
+    Examples:
+        >>> from reasonrank.prompts import get_template
+        >>> t = get_template("reasonrank")
+        >>> msgs = t.build_messages("what is [1]?", ["alpha", {"title": "T", "text": " beta [2] "}])
+        >>> print(msgs[1]["content"][:80])
+        I will provide you with 2 passages, each indicated by a numerical identifier [].
+        >>> msgs[1]["content"].splitlines()[1:4]
+        ['', '[1] alpha', '[2] Title: T Content:  beta (2)']
     """
 
     name: ClassVar[str] = ""

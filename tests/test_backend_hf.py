@@ -183,7 +183,6 @@ def test_prompts_longer_than_the_context_are_reported(qwen25_tokenizer):
     backend = HFBackend(small, qwen25_tokenizer)
     with pytest.warns(UserWarning, match="exceeds the model's context of 64 tokens"):
         backend.generate([request(PROMPTS[1], max_tokens=60, min_tokens=1)])
-    assert "exceeds the model's context of 64 tokens" in caplog.text
 
 
 def test_a_stop_string_reaches_generate_whole(tiny, qwen25_tokenizer):

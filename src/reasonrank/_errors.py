@@ -63,8 +63,9 @@ class UnknownNameError(InvalidInputError, KeyError):
 def closest_name(name: object, valid: Sequence[str]) -> str | None:
     """The valid name closest to a mistyped one (``difflib``), or None when nothing is close.
 
-    >>> closest_name("rank-gpt", ["rankgpt", "reasonrank", "rearank"])
-    'rankgpt'
+    Examples:
+        >>> closest_name("rank-gpt", ["rankgpt", "reasonrank", "rearank"])
+        'rankgpt'
     """
     if not isinstance(name, str):
         return None

@@ -58,8 +58,9 @@ class Passage:
     ``metadata`` keeps every key of a mapping that was not used as text, title, docid or score, so nothing
     a caller passed in is lost on the way to the :class:`Ranking`.
 
-    >>> Passage("Paris is the capital of France.", docid="d1", score=12.5).docid
-    'd1'
+    Examples:
+        >>> Passage("Paris is the capital of France.", docid="d1", score=12.5).docid
+        'd1'
     """
 
     text: str
@@ -116,8 +117,9 @@ def as_passage(obj: PassageLike, index: int = 0) -> Passage:
     Mappings use the official keys: the text is the first present of ``text``, ``segment``, ``contents``,
     ``body``, ``passage`` (then ``content``); ``title`` is optional; the docid is ``docid``/``doc_id``/``id``/``_id``.
 
-    >>> as_passage({"contents": "Some text", "title": "T", "id": 7, "lang": "en"})
-    Passage(text='Some text', docid='7', title='T', score=None, metadata={'lang': 'en'})
+    Examples:
+        >>> as_passage({"contents": "Some text", "title": "T", "id": 7, "lang": "en"})
+        Passage(text='Some text', docid='7', title='T', score=None, metadata={'lang': 'en'})
     """
     if isinstance(obj, Passage):
         _check_str(obj.text, "text", index)
@@ -190,8 +192,9 @@ class SamplingParams:
     string or a sequence of strings and is kept as a tuple (a bare string is one stop string, never its
     characters).
 
-    >>> SamplingParams(stop="</answer>").stop
-    ('</answer>',)
+    Examples:
+        >>> SamplingParams(stop="</answer>").stop
+        ('</answer>',)
     """
 
     temperature: float = 0.0
@@ -315,11 +318,12 @@ ScoreConvention = Literal["rank", "positional"]
 class Ranking:
     """The reranked list for one query: every input passage exactly once, best first, plus window traces.
 
-    >>> r = Ranking("q", [RankedPassage("b", "B", 1, 9.0), RankedPassage("a", "A", 0, 10.0)])
-    >>> r.docids, r.order
-    (['b', 'a'], [1, 0])
-    >>> r.to_trec("q1", scores="positional")[0]
-    'q1 Q0 b 1 10.000000 reasonrank'
+    Examples:
+        >>> r = Ranking("q", [RankedPassage("b", "B", 1, 9.0), RankedPassage("a", "A", 0, 10.0)])
+        >>> r.docids, r.order
+        (['b', 'a'], [1, 0])
+        >>> r.to_trec("q1", scores="positional")[0]
+        'q1 Q0 b 1 10.000000 reasonrank'
     """
 
     query: str
@@ -371,8 +375,9 @@ class Ranking:
     def relevance_scores(self) -> list[float]:
         """``relevance_score`` for the new order, best first: ``1 / rank`` (see :mod:`reasonrank.scores`).
 
-        >>> Ranking("q", [RankedPassage(d, d, i) for i, d in enumerate("abc")]).relevance_scores()
-        [1.0, 0.5, 0.3333333333333333]
+        Examples:
+            >>> Ranking("q", [RankedPassage(d, d, i) for i, d in enumerate("abc")]).relevance_scores()
+            [1.0, 0.5, 0.3333333333333333]
         """
         return [relevance_score(rank) for rank in range(1, len(self.passages) + 1)]
 

@@ -14,16 +14,17 @@ A malformed record anywhere else (not JSON, a missing or mistyped field, ``"text
 its line number and skipped: only its window is generated again. One process at a time may use a cache
 file (an advisory lock, released by the OS even after ``kill -9``).
 
->>> import os, tempfile
->>> from reasonrank.backends import FakeBackend, GenerationRequest
->>> path = os.path.join(tempfile.mkdtemp(), "cache.jsonl")
->>> inner = FakeBackend(lambda request: "[2] > [1]")
->>> with CachedBackend(inner, path, model_id="fake") as cached:
-...     first = cached.generate([GenerationRequest("prompt", ())])
->>> with CachedBackend(inner, path, model_id="fake") as cached:
-...     again = cached.generate([GenerationRequest("prompt", ())])
-...     print(again[0].text, cached.hits, cached.misses, inner.num_requests)
-[2] > [1] 1 0 1
+Examples:
+    >>> import os, tempfile
+    >>> from reasonrank.backends import FakeBackend, GenerationRequest
+    >>> path = os.path.join(tempfile.mkdtemp(), "cache.jsonl")
+    >>> inner = FakeBackend(lambda request: "[2] > [1]")
+    >>> with CachedBackend(inner, path, model_id="fake") as cached:
+    ...     first = cached.generate([GenerationRequest("prompt", ())])
+    >>> with CachedBackend(inner, path, model_id="fake") as cached:
+    ...     again = cached.generate([GenerationRequest("prompt", ())])
+    ...     print(again[0].text, cached.hits, cached.misses, inner.num_requests)
+    [2] > [1] 1 0 1
 """
 
 from __future__ import annotations

@@ -6,21 +6,22 @@ finishes (:class:`~reasonrank.cache.CachedBackend`). Killed at any moment and re
 arguments, it calls the model only for windows that never completed and writes the same final files. A
 changed setting that would mix results of two different runs in one directory is refused.
 
->>> import tempfile
->>> from reasonrank import Reranker
->>> from reasonrank.backends import FakeBackend
->>> data = EvalData(
-...     queries={"q1": "capital of France"},
-...     candidates={"q1": [Passage("Berlin is in Germany.", docid="d1", score=2.0),
-...                        Passage("Paris is the capital of France.", docid="d2", score=1.0)]},
-...     qrels={"q1": {"d2": 1}},
-... )
->>> result = run_eval(Reranker(oracle_backend(data)), data, tempfile.mkdtemp(), metrics=["nDCG@10"],
-...                   progress=False, model_id="oracle")
->>> result.first_stage_metrics["nDCG@10"] < result.metrics["nDCG@10"] == 1.0
-True
->>> result.rankings[0].docids
-['d2', 'd1']
+Examples:
+    >>> import tempfile
+    >>> from reasonrank import Reranker
+    >>> from reasonrank.backends import FakeBackend
+    >>> data = EvalData(
+    ...     queries={"q1": "capital of France"},
+    ...     candidates={"q1": [Passage("Berlin is in Germany.", docid="d1", score=2.0),
+    ...                        Passage("Paris is the capital of France.", docid="d2", score=1.0)]},
+    ...     qrels={"q1": {"d2": 1}},
+    ... )
+    >>> result = run_eval(Reranker(oracle_backend(data)), data, tempfile.mkdtemp(), metrics=["nDCG@10"],
+    ...                   progress=False, model_id="oracle")
+    >>> result.first_stage_metrics["nDCG@10"] < result.metrics["nDCG@10"] == 1.0
+    True
+    >>> result.rankings[0].docids
+    ['d2', 'd1']
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ exactly 6 whitespace-separated fields, e.g. BRIGHT stackoverflow docids containi
 listing them. Writers create parent directories, gzip when the name ends in ``.gz``, and replace the target
 atomically (a crash never leaves a half-written file).
 
->>> import os, tempfile
->>> path = os.path.join(tempfile.mkdtemp(), "run.trec.gz")
->>> write_run({"q1": {"d1": 1.5, "d2": 2.0}}, path, tag="bm25")
->>> read_run(path)
-{'q1': {'d2': 2.0, 'd1': 1.5}}
+Examples:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.trec.gz")
+    >>> write_run({"q1": {"d1": 1.5, "d2": 2.0}}, path, tag="bm25")
+    >>> read_run(path)
+    {'q1': {'d2': 2.0, 'd1': 1.5}}
 
 Readers skip a UTF-8 byte order mark (as Windows editors and Excel write), and JSON readers reject strings
 holding a lone surrogate (an escape like ``"\\ud800"`` that is not valid Unicode) with the file and line.

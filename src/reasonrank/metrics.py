@@ -23,14 +23,15 @@ reports) averages over queries present in both the run and the qrels; ``average=
 averages over every query of the qrels, a query missing from the run counting as an empty ranking (0 for
 every rank metric). Queries of the run without judgments are never evaluated; a warning says how many.
 
->>> run = {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d3": 1.0}}
->>> qrels = {"q1": {"d2": 1}, "q2": {"d3": 2}, "q3": {"d9": 1}}
->>> evaluate(run, qrels, ["RR@1", "nDCG@10"])
-{'RR@1': 0.5, 'nDCG@10': 0.8154648767857288}
->>> evaluate(run, qrels, "RR@1", average="qrels")
-{'RR@1': 0.3333333333333333}
->>> percent(0.8154648767857288)
-'81.55'
+Examples:
+    >>> run = {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d3": 1.0}}
+    >>> qrels = {"q1": {"d2": 1}, "q2": {"d3": 2}, "q3": {"d9": 1}}
+    >>> evaluate(run, qrels, ["RR@1", "nDCG@10"])
+    {'RR@1': 0.5, 'nDCG@10': 0.8154648767857288}
+    >>> evaluate(run, qrels, "RR@1", average="qrels")
+    {'RR@1': 0.3333333333333333}
+    >>> percent(0.8154648767857288)
+    '81.55'
 """
 
 from __future__ import annotations
@@ -190,8 +191,9 @@ def _is_cutoff(text: str) -> bool:
 def check_metrics(metrics: str | Iterable[str]) -> list[str]:
     """Validate metric names without evaluating anything; returns them as a list.
 
-    >>> check_metrics("nDCG@10")
-    ['nDCG@10']
+    Examples:
+        >>> check_metrics("nDCG@10")
+        ['nDCG@10']
     """
     names = [metrics] if isinstance(metrics, str) else list(metrics)
     if not names:
@@ -213,8 +215,9 @@ def trec_order(scores: Mapping[str, float]) -> list[str]:
 
     Highest score first, scores compared as 32-bit floats; ties broken by docid in descending string order.
 
-    >>> trec_order({"a": 1.0, "b": 1.0, "c": 2.0, "d": 1.0000000001})
-    ['c', 'd', 'b', 'a']
+    Examples:
+        >>> trec_order({"a": 1.0, "b": 1.0, "c": 2.0, "d": 1.0000000001})
+        ['c', 'd', 'b', 'a']
     """
     return [docid for docid, _ in sorted(scores.items(), key=lambda kv: (_float32(kv[1]), kv[0]), reverse=True)]
 
@@ -401,8 +404,9 @@ def percent(value: float, *, convention: Literal["reasonrank", "beir"] = "reason
     first rounds the mean to 5 decimals as BEIR and BRIGHT's evaluation code do; the first-stage rows of the
     ReasonRank paper's BRIGHT table were produced that way (leetcode: 0.3168496 -> 31.68 vs 31.69).
 
-    >>> percent(0.3168496), percent(0.3168496, convention="beir")
-    ('31.68', '31.69')
+    Examples:
+        >>> percent(0.3168496), percent(0.3168496, convention="beir")
+        ('31.68', '31.69')
     """
     if convention == "reasonrank":
         return f"{value * 100:.2f}"
@@ -437,12 +441,13 @@ def rbo(
     with its default ``p=1.0``; model-reference §3.3), reproduced here value for value. Two empty lists give
     1.0, one empty list 0.0. Items must be hashable and unique within each list.
 
-    >>> rbo(list("abcde"), list("bacde"), p=1.0)
-    0.8
-    >>> round(rbo(list("abcdefg"), list("zcavwxy"), p=0.9), 6)
-    0.151561
-    >>> round(rbo(list("NHMACFL"), list("CGNA"), p=0.9, extrapolate=True), 6)  # Webber et al. eq. 32
-    0.490384
+    Examples:
+        >>> rbo(list("abcde"), list("bacde"), p=1.0)
+        0.8
+        >>> round(rbo(list("abcdefg"), list("zcavwxy"), p=0.9), 6)
+        0.151561
+        >>> round(rbo(list("NHMACFL"), list("CGNA"), p=0.9, extrapolate=True), 6)  # Webber et al. eq. 32
+        0.490384
     """
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
         raise InvalidInputError(f"p must be in (0, 1], got {p!r}")

@@ -13,9 +13,10 @@ ReasonRank code (model-reference §1.8):
 
 The result is always a full permutation of ``range(num)``; ``strict=True`` raises instead of repairing.
 
->>> r = parse_ranking("<think>[2] beats [1]</think> <answer>[2] > [3] > [2]</answer>", 3)
->>> r.order, [x.kind for x in r.repairs]
-((1, 2, 0), ['duplicate', 'missing'])
+Examples:
+    >>> r = parse_ranking("<think>[2] beats [1]</think> <answer>[2] > [3] > [2]</answer>", 3)
+    >>> r.order, [x.kind for x in r.repairs]
+    ((1, 2, 0), ['duplicate', 'missing'])
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def search_answer_block(lowered: str) -> tuple[int, int] | None:
     ``</think>\\s*<answer>``, and the group runs to the next ``</answer>`` (if there is none, none follows a
     later ``<answer>`` either, so there is no match at all).
 
-    >>> search_answer_block("<think>a</think> <answer>[1]</answer>")
-    (25, 28)
+    Examples:
+        >>> search_answer_block("<think>a</think> <answer>[1]</answer>")
+        (25, 28)
     """
     start = lowered.find("<think>")
     if start < 0:
@@ -191,10 +193,11 @@ def available_parser_styles() -> list[str]:
 def parse_ranking(text: str, num: int, *, style: str = "reasonrank", strict: bool = False) -> ParseResult:
     """Parse a model's output for a window of ``num`` passages (ids ``[1]..[num]`` in the prompt).
 
-    >>> parse_ranking("<think>...</think><answer>[3] > [1]</answer>", 3).order
-    (2, 0, 1)
-    >>> parse_ranking("no ranking at all", 2).order
-    (0, 1)
+    Examples:
+        >>> parse_ranking("<think>...</think><answer>[3] > [1]</answer>", 3).order
+        (2, 0, 1)
+        >>> parse_ranking("no ranking at all", 2).order
+        (0, 1)
     """
     if not isinstance(text, str):
         raise InvalidInputError(f"text must be a str, got {type(text).__name__}")

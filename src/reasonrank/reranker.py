@@ -443,11 +443,12 @@ class Reranker:
         cancels the query's windows: those not yet sent are never sent, those in flight are cancelled where
         the backend allows it. No progress bar.
 
-        >>> import asyncio
-        >>> from reasonrank import Reranker
-        >>> from reasonrank.backends import FakeBackend
-        >>> asyncio.run(Reranker(FakeBackend(), progress=False).arerank("q", ["a", "b"])).docids
-        ['0', '1']
+        Examples:
+            >>> import asyncio
+            >>> from reasonrank import Reranker
+            >>> from reasonrank.backends import FakeBackend
+            >>> asyncio.run(Reranker(FakeBackend(), progress=False).arerank("q", ["a", "b"])).docids
+            ['0', '1']
         """
         rankings = await self.arerank_batch(
             [query],
@@ -520,11 +521,12 @@ class Reranker:
         a valid query raises :class:`InvalidInputError` when it is reached. Closing the iterator early
         cancels the windows not yet back.
 
-        >>> from reasonrank import Reranker
-        >>> from reasonrank.backends import FakeBackend
-        >>> items = (("q%d" % i, "query", ["a", "b"]) for i in range(3))
-        >>> [r.qid for r in Reranker(FakeBackend(), progress=False).rerank_stream(items, max_in_flight=2)]
-        ['q0', 'q1', 'q2']
+        Examples:
+            >>> from reasonrank import Reranker
+            >>> from reasonrank.backends import FakeBackend
+            >>> items = (("q%d" % i, "query", ["a", "b"]) for i in range(3))
+            >>> [r.qid for r in Reranker(FakeBackend(), progress=False).rerank_stream(items, max_in_flight=2)]
+            ['q0', 'q1', 'q2']
         """
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise InvalidInputError(f"max_in_flight must be an int >= 1, got {max_in_flight!r}")

@@ -21,8 +21,9 @@ __all__ = ["relevance_score"]
 def relevance_score(rank: int) -> float:
     """The reported score of the document at 1-based position ``rank``: ``1 / rank``, in (0, 1].
 
-    >>> [relevance_score(r) for r in (1, 2, 4)]
-    [1.0, 0.5, 0.25]
+    Examples:
+        >>> [relevance_score(r) for r in (1, 2, 4)]
+        [1.0, 0.5, 0.25]
 
     Raises :class:`~reasonrank.InvalidInputError` unless ``rank`` is an int >= 1.
     """

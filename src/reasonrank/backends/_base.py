@@ -76,12 +76,13 @@ class Backend(ABC):
     Hugging Face tokenizer when the backend has one: the reranker uses it to render the chat template and
     truncate passages exactly as the official code does.
 
-    >>> class Echo(Backend):
-    ...     name = "echo"
-    ...     def generate(self, requests):
-    ...         return [Generation("[1] > [2]") for _ in requests]
-    >>> Echo().generate([GenerationRequest("p", ())])[0].text
-    '[1] > [2]'
+    Examples:
+        >>> class Echo(Backend):
+        ...     name = "echo"
+        ...     def generate(self, requests):
+        ...         return [Generation("[1] > [2]") for _ in requests]
+        >>> Echo().generate([GenerationRequest("p", ())])[0].text
+        '[1] > [2]'
     """
 
     name: ClassVar[str] = "backend"

@@ -14,8 +14,9 @@ Responder = Callable[[GenerationRequest], "str | Generation"]
 def answer(order: Sequence[int], reasoning: str = "fake reasoning") -> str:
     """A well-formed ReasonRank output for a 0-based ``order``.
 
-    >>> answer([1, 0])
-    '<think>fake reasoning</think> <answer>[2] > [1]</answer>'
+    Examples:
+        >>> answer([1, 0])
+        '<think>fake reasoning</think> <answer>[2] > [1]</answer>'
     """
     ranked = " > ".join(f"[{i + 1}]" for i in order)
     return f"<think>{reasoning}</think> <answer>{ranked}</answer>"
@@ -31,10 +32,11 @@ class FakeBackend(Backend):
     Every batch it receives is recorded in ``calls`` (``record=False`` keeps no history, for long runs:
     ``calls`` stays empty and ``num_requests`` still counts). The default responder keeps each window's order.
 
-    >>> from reasonrank import Reranker
-    >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
-    >>> Reranker(reverse, progress=False).rerank("q", ["a", "b", "c"]).docids
-    ['2', '1', '0']
+    Examples:
+        >>> from reasonrank import Reranker
+        >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
+        >>> Reranker(reverse, progress=False).rerank("q", ["a", "b", "c"]).docids
+        ['2', '1', '0']
     """
 
     name = "fake"

@@ -185,9 +185,10 @@ class OpenAIBackend(Backend):
     or its name/path) renders the chat template and truncates passages; without one the reranker renders with
     the built-in Qwen2.5 ChatML template, which is exact for ReasonRank-7B/32B and REARANK-7B.
 
-    >>> backend = OpenAIBackend("liuwenhan/reasonrank-7B", base_url=["http://gpu1:8000/v1", "http://gpu2:8000/v1"])
-    >>> backend
-    <OpenAIBackend 'liuwenhan/reasonrank-7B' completions on 2 servers>
+    Examples:
+        >>> backend = OpenAIBackend("liuwenhan/reasonrank-7B", base_url=["http://gpu1:8000/v1", "http://gpu2:8000/v1"])
+        >>> backend
+        <OpenAIBackend 'liuwenhan/reasonrank-7B' completions on 2 servers>
     """
 
     name = "openai"

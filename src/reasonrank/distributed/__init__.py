@@ -11,9 +11,10 @@ generation cache on shared storage no completed window is generated twice.
 
 Ray is imported only when one of these runs: ``import reasonrank.distributed`` is cheap.
 
->>> spec = RerankerSpec("liuwenhan/reasonrank-7B", backend="vllm", options={"max_model_len": 16384})
->>> spec.backend, spec.template is None
-('vllm', True)
+Examples:
+    >>> spec = RerankerSpec("liuwenhan/reasonrank-7B", backend="vllm", options={"max_model_len": 16384})
+    >>> spec.backend, spec.template is None
+    ('vllm', True)
 """
 
 from ._cluster import ray_cluster

@@ -34,9 +34,10 @@ class RerankerSpec:
     open connections. A spec is a few strings, so it pickles, and every replica (and every restarted one)
     loads its own model with ``Reranker.from_pretrained(model, backend=..., template=..., **options)``.
 
-    >>> spec = RerankerSpec("liuwenhan/reasonrank-7B", backend="vllm", options={"tensor_parallel_size": 2})
-    >>> spec.model_id
-    '{"backend": "vllm", "model": "liuwenhan/reasonrank-7B"}'
+    Examples:
+        >>> spec = RerankerSpec("liuwenhan/reasonrank-7B", backend="vllm", options={"tensor_parallel_size": 2})
+        >>> spec.model_id
+        '{"backend": "vllm", "model": "liuwenhan/reasonrank-7B"}'
 
     ``model_id`` names the model in the generation cache (as ``reasonrank eval`` names it): backend, model
     and the options that change outputs for the same prompt (``gguf_file``, ``dtype``, ``revision``).

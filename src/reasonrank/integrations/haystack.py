@@ -59,19 +59,21 @@ class ReasonRankRanker:
         backend: ``"hf"`` (default), ``"vllm"``, ``"openai"``, ``"fake"`` or a plugin's name.
         template: the prompt template; needed for a model without a preset.
         top_k: how many documents to return, best first; ``None`` (default) returns them all, reordered.
-        window, step: the sliding window (official ReasonRank settings: 20 and 10).
+        window: passages per model call (official ReasonRank setting: 20).
+        step: window stride in passages (official: 10).
         strategy: ``"sliding"`` (official) or a lower-latency strategy, see :mod:`reasonrank.strategies`.
         reranker_options: more keyword arguments for ``from_pretrained`` (``max_tokens``, ``dtype``,
             ``batch_size``, ``progress``, ...); they must be YAML-serializable for ``to_dict``.
         reranker: a ready :class:`reasonrank.Reranker` instead of ``model``/``backend`` (such a component runs,
             but cannot be serialized).
 
-    >>> from haystack import Document
-    >>> ranker = ReasonRankRanker(backend="fake", top_k=2, reranker_options={"progress": False})
-    >>> ranker.warm_up()
-    >>> docs = [Document(content="first", id="a"), Document(content="second", id="b"), Document(content="x", id="c")]
-    >>> [(d.id, d.score) for d in ranker.run(query="query", documents=docs)["documents"]]
-    [('a', 1.0), ('b', 0.5)]
+    Examples:
+        >>> from haystack import Document
+        >>> ranker = ReasonRankRanker(backend="fake", top_k=2, reranker_options={"progress": False})
+        >>> ranker.warm_up()
+        >>> docs = [Document(content=t, id=i) for t, i in (("first", "a"), ("second", "b"), ("x", "c"))]
+        >>> [(d.id, d.score) for d in ranker.run(query="query", documents=docs)["documents"]]
+        [('a', 1.0), ('b', 0.5)]
     """
 
     def __init__(

@@ -38,23 +38,25 @@ __all__ = ["ReasonRankRerank"]
 class ReasonRankRerank(BaseDocumentCompressor):
     """Rerank LangChain documents listwise with a reasoning reranker; keep the best ``top_n``.
 
-    Args:
+    Attributes:
         reranker: the :class:`reasonrank.Reranker` to use (any backend).
         top_n: how many documents to return, best first; ``None`` (default) returns them all, reordered.
-        window, step: the sliding window (official ReasonRank settings: 20 and 10).
+        window: passages per model call (official ReasonRank setting: 20).
+        step: window stride in passages (official: 10).
         strategy: ``"sliding"`` (official) or a lower-latency strategy, see :mod:`reasonrank.strategies`.
 
     ``compress_documents`` is thread-safe (``retriever.batch`` calls it from several threads);
     ``acompress_documents`` awaits the reranker in the caller's event loop. An empty list gives ``[]``.
 
-    >>> from langchain_core.documents import Document
-    >>> from reasonrank import Reranker
-    >>> from reasonrank.backends import FakeBackend, answer
-    >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
-    >>> rerank = ReasonRankRerank(reranker=Reranker(reverse, progress=False), top_n=2)
-    >>> docs = [Document("first", id="a"), Document("second", id="b"), Document("third", id="c")]
-    >>> [(d.id, d.metadata["relevance_score"]) for d in rerank.compress_documents(docs, "query")]
-    [('c', 1.0), ('b', 0.5)]
+    Examples:
+        >>> from langchain_core.documents import Document
+        >>> from reasonrank import Reranker
+        >>> from reasonrank.backends import FakeBackend, answer
+        >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
+        >>> rerank = ReasonRankRerank(reranker=Reranker(reverse, progress=False), top_n=2)
+        >>> docs = [Document("first", id="a"), Document("second", id="b"), Document("third", id="c")]
+        >>> [(d.id, d.metadata["relevance_score"]) for d in rerank.compress_documents(docs, "query")]
+        [('c', 1.0), ('b', 0.5)]
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)

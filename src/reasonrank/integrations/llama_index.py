@@ -42,24 +42,26 @@ dispatcher = get_dispatcher(__name__)
 class ReasonRankRerank(BaseNodePostprocessor):
     """Rerank LlamaIndex nodes listwise with a reasoning reranker; keep the best ``top_n``.
 
-    Args:
+    Attributes:
         reranker: the :class:`reasonrank.Reranker` to use (any backend).
         top_n: how many nodes to return, best first; ``None`` (default) returns them all, reordered.
-        window, step: the sliding window (official ReasonRank settings: 20 and 10).
+        window: passages per model call (official ReasonRank setting: 20).
+        step: window stride in passages (official: 10).
         strategy: ``"sliding"`` (official) or a lower-latency strategy, see :mod:`reasonrank.strategies`.
         metadata_mode: which metadata LlamaIndex puts before the node text (default ``"none"``: the text only).
         model: the name reported in instrumentation events (default: built from the template and backend).
 
     An empty list of nodes gives ``[]``; a call without a query raises ``ValueError`` (as LlamaIndex's rerankers).
 
-    >>> from llama_index.core.schema import NodeWithScore, TextNode
-    >>> from reasonrank import Reranker
-    >>> from reasonrank.backends import FakeBackend, answer
-    >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
-    >>> rerank = ReasonRankRerank(Reranker(reverse, progress=False), top_n=2)
-    >>> nodes = [NodeWithScore(node=TextNode(text=t, id_=t)) for t in ("first", "second", "third")]
-    >>> [(n.node.id_, n.score) for n in rerank.postprocess_nodes(nodes, query_str="query")]
-    [('third', 1.0), ('second', 0.5)]
+    Examples:
+        >>> from llama_index.core.schema import NodeWithScore, TextNode
+        >>> from reasonrank import Reranker
+        >>> from reasonrank.backends import FakeBackend, answer
+        >>> reverse = FakeBackend(lambda req: answer(reversed(range(len(req.docids)))))
+        >>> rerank = ReasonRankRerank(Reranker(reverse, progress=False), top_n=2)
+        >>> nodes = [NodeWithScore(node=TextNode(text=t, id_=t)) for t in ("first", "second", "third")]
+        >>> [(n.node.id_, n.score) for n in rerank.postprocess_nodes(nodes, query_str="query")]
+        [('third', 1.0), ('second', 0.5)]
     """
 
     top_n: int | None = Field(default=None, description="How many nodes to return (None: all of them).")

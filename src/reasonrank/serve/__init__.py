@@ -1,11 +1,12 @@
 """``reasonrank serve``: a reranker behind the Cohere, Jina/vLLM and TEI rerank APIs (extra ``serve``).
 
->>> from reasonrank import Reranker
->>> from reasonrank.backends import FakeBackend
->>> from reasonrank.serve import create_app, relevance_score
->>> app = create_app(Reranker(FakeBackend(), progress=False))
->>> relevance_score(2)
-0.5
+Examples:
+    >>> from reasonrank import Reranker
+    >>> from reasonrank.backends import FakeBackend
+    >>> from reasonrank.serve import create_app, relevance_score
+    >>> app = create_app(Reranker(FakeBackend(), progress=False))
+    >>> relevance_score(2)
+    0.5
 
 See docs/serving.md for the endpoints, their formats and the server's limits.
 """

@@ -298,11 +298,12 @@ def create_app(
     Run it with any ASGI server, e.g. ``uvicorn.run(create_app(reranker), host="127.0.0.1", port=8000)``, or use
     the ``reasonrank serve`` command.
 
-    >>> from reasonrank import Reranker
-    >>> from reasonrank.backends import FakeBackend
-    >>> app = create_app(Reranker(FakeBackend(), progress=False), model_name="fake")
-    >>> sorted(route.path for route in app.routes)
-    ['/health', '/metrics', '/rerank', '/v1/models', '/v1/rerank', '/v2/rerank']
+    Examples:
+        >>> from reasonrank import Reranker
+        >>> from reasonrank.backends import FakeBackend
+        >>> app = create_app(Reranker(FakeBackend(), progress=False), model_name="fake")
+        >>> sorted(route.path for route in app.routes)
+        ['/health', '/metrics', '/rerank', '/v1/models', '/v1/rerank', '/v2/rerank']
     """
     settings = ServeSettings(
         model_name=model_name,

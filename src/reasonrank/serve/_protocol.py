@@ -80,10 +80,11 @@ def to_passages(
 ) -> list[Passage]:
     """The documents of a request as passages; docid is the document's index (``"0"``, ``"1"``, ...).
 
-    >>> [p.text for p in to_passages(["a", {"text": "b", "lang": "en"}])]
-    ['a', 'b']
-    >>> to_passages([{"title": "T", "body": "x"}], rank_fields=["title", "body"])[0].text.splitlines()
-    ['title: T', 'body: x']
+    Examples:
+        >>> [p.text for p in to_passages(["a", {"text": "b", "lang": "en"}])]
+        ['a', 'b']
+        >>> to_passages([{"title": "T", "body": "x"}], rank_fields=["title", "body"])[0].text.splitlines()
+        ['title: T', 'body: x']
     """
     return [Passage(text=_document_text(d, i, rank_fields), docid=str(i)) for i, d in enumerate(documents)]
 

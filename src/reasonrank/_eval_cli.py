@@ -218,8 +218,10 @@ class _DeferredHFBackend(Backend):
     def from_pretrained(
         cls, model: str, *, tokenizer: Any = None, progress: bool = False, **options: Any
     ) -> _DeferredHFBackend:
+        from .backends._base import check_model_path
         from .backends.hf import _import_transformers, _split_gguf
 
+        check_model_path(model)  # before the tokenizer loads: a missing local path is not a bad repo id
         directory, gguf_file = _split_gguf(model, options.get("gguf_file"))
         if tokenizer is None or isinstance(tokenizer, str):
             common = {k: options[k] for k in ("revision", "trust_remote_code") if options.get(k) is not None}
@@ -227,6 +229,12 @@ class _DeferredHFBackend(Backend):
                 common["gguf_file"] = gguf_file
             tokenizer = _import_transformers().AutoTokenizer.from_pretrained(tokenizer or directory, **common)
         return cls(model, tokenizer, options, progress)
+
+    @classmethod
+    def option_names(cls, *, loading: bool = True) -> frozenset[str] | None:
+        from .backends.hf import HFBackend
+
+        return HFBackend.option_names(loading=loading)  # the options are the HF backend's, checked before loading
 
     @property
     def tokenizer(self) -> Any:

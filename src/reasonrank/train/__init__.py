@@ -22,6 +22,7 @@ from .data import (
     rearank_example,
     self_consistency_filter,
     sft_example,
+    write_reasonrank_jsonl,
 )
 from .rewards import multiview_reward, multiview_score, rearank_reward, rearank_score
 
@@ -32,6 +33,7 @@ __all__ = [
     "expand_initial_states",
     "grpo_example",
     "lists_from_collection",
+    "default_config",
     "load_config",
     "load_reasonrank_jsonl",
     "load_rl_parquet",
@@ -46,9 +48,11 @@ __all__ = [
     "synthesize",
     "train_grpo",
     "train_sft",
+    "write_reasonrank_jsonl",
 ]
 
-_LAZY = {"train_sft": "trainers", "train_grpo": "trainers", "load_config": "trainers", "synthesize": "synthesis"}
+_LAZY = {"train_sft": "trainers", "train_grpo": "trainers", "load_config": "trainers", "synthesize": "synthesis",
+         "default_config": "trainers"}
 
 
 def __getattr__(name: str) -> Any:

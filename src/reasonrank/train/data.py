@@ -38,6 +38,7 @@ __all__ = [
     "rearank_example",
     "self_consistency_filter",
     "sft_example",
+    "write_reasonrank_jsonl",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,25 @@ def load_reasonrank_jsonl(
                 )
             )
     return lists
+
+
+def write_reasonrank_jsonl(lists: Iterable[TrainingList], path: PathLike) -> None:
+    """Write ``lists`` in the ``training_data_all.jsonl`` layout, texts in ``id_query/`` and ``id_doc/`` beside it
+    (``train.json`` in each), so that :func:`load_reasonrank_jsonl` reads them back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    queries: dict[str, str] = {}
+    docs: dict[str, str] = {}
+    with open(path, "w", encoding="utf-8") as f:
+        for x in lists:
+            queries[x.qid] = x.query
+            docs.update((d, p.text) for d, p in zip(x.initial_list, x.passages))
+            record = {"dataset": x.dataset, "qid": x.qid, "initial_list": x.initial_list, "final_list": x.final_list,
+                      "reasoning": x.reasoning, "relevant_docids": x.relevant_docids}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    for name, texts in (("id_query", queries), ("id_doc", docs)):
+        (path.parent / name).mkdir(exist_ok=True)
+        (path.parent / name / "train.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
 
 
 def load_sft_json(path: PathLike, *, tokenizer: Any = None, template: str | Template = "reasonrank") -> list[dict]:

@@ -27,6 +27,17 @@ def items() -> list[TrainingList]:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a loaded 2-core machine, two threads made these steps an order of magnitude slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory, qwen25_tokenizer):
     path = tmp_path_factory.mktemp("base")

@@ -27,7 +27,10 @@ from reasonrank import Passage, Reranker
 from reasonrank.metrics import evaluate
 from reasonrank.train import TrainingList, grpo_example, multiview_score, sft_example
 
-FILLER = ("the river stone light green small old house road tree cold wind field bright quiet night water".split())
+FILLER = [
+    "the", "river", "stone", "light", "green", "small", "old", "house", "road",
+    "tree", "cold", "wind", "field", "bright", "quiet", "night", "water",
+]
 
 
 def rare_words(rng: random.Random, n: int) -> list[str]:

@@ -10,7 +10,6 @@ import pytest
 from reasonrank import InvalidInputError, Reranker
 from reasonrank.backends import FakeBackend
 from reasonrank.parsing import parse_ranking
-from reasonrank.train.rewards import ndcg_at_10
 from reasonrank.train import (
     TrainingList,
     answer_string,
@@ -25,6 +24,7 @@ from reasonrank.train import (
     self_consistency_filter,
     sft_example,
 )
+from reasonrank.train.rewards import ndcg_at_10
 
 DOCS = {f"doc{i}": f"Passage {i} about topic [{i}] " + "word " * (i * 60) for i in range(1, 7)}
 
@@ -113,7 +113,8 @@ def test_sft_prompt_is_byte_for_byte_what_the_reranker_sends(tmp_path, qwen25_to
         sent = fake.calls[0][0].prompt
         example = sft_example(item, tokenizer=tokenizer)
         assert example["prompt"] == sent
-    assert example["completion"] == "<think>Passage [2] answers it.</think>\n<answer>[2] > [1] > [3] > [4] > [5]</answer>"
+    expected = "<think>Passage [2] answers it.</think>\n<answer>[2] > [1] > [3] > [4] > [5]</answer>"
+    assert example["completion"] == expected
     # the inference parser reads the SFT target back as the teacher's order
     assert parse_ranking(example["completion"], 5).order == (1, 0, 2, 3, 4)
     with pytest.raises(InvalidInputError, match="not in initial_list"):

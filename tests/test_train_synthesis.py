@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from reasonrank import Passage
 from reasonrank.backends import FakeBackend, GenerationRequest
 from reasonrank.cli import main
@@ -13,7 +15,8 @@ from reasonrank.train import TrainingList, load_reasonrank_jsonl, synthesize
 def teacher(request: GenerationRequest) -> str:
     """A fake teacher: a passage is relevant when it mentions 'moon'; its ranking puts those first."""
     if len(request.docids) == 1:  # a pointwise question
-        return "<think>checking</think><answer>" + ("yes" if "moon" in request.prompt.split("Passage:")[1] else "no") + "</answer>"
+        verdict = "yes" if "moon" in request.prompt.split("Passage:")[1] else "no"
+        return f"<think>checking</think><answer>{verdict}</answer>"
     texts = re.findall(r"^\[(\d+)\] (.*)$", request.prompt, re.MULTILINE)
     order = sorted(range(len(texts)), key=lambda i: "moon" not in texts[i][1])
     return "<think>moon passages first</think> <answer>" + " > ".join(f"[{i + 1}]" for i in order) + "</answer>"
@@ -48,10 +51,8 @@ def test_synthesize_resumes_from_the_cache(tmp_path):
             raise RuntimeError("server went away")
         return teacher(request)
 
-    try:
+    with pytest.raises(RuntimeError, match="server went away"):
         synthesize(lists(), FakeBackend(flaky), cache=cache, model_id="fake-r1", progress=False)
-    except RuntimeError:
-        pass
     first = len(calls)
     fake = FakeBackend(teacher)
     kept, _ = synthesize(lists(), fake, cache=cache, model_id="fake-r1", progress=False)

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from conftest import tiny_qwen2
 from reasonrank import Passage, Reranker
 from reasonrank.train import TrainingList, grpo_example, multiview_reward, sft_example
-
-from conftest import tiny_qwen2
 
 pytest.importorskip("trl")
 pytestmark = pytest.mark.slow

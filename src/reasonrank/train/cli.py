@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="train_command", required=True)
     for name, helptext in (("sft", "cold-start SFT"), ("grpo", "GRPO")):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("--config", required=True, help="YAML recipe, or a shipped one (sft-7b-full, grpo-7b-full, ...)")
+        sp.add_argument(
+            "--config", required=True, help="YAML recipe, or a shipped one (sft-7b-full, grpo-7b-full, ...)",
+        )
         sp.add_argument("--output-dir", help="overrides the config's output_dir")
         sp.add_argument("--model", help="overrides the config's model")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -95,6 +95,9 @@ def _need(path: PathLike, number: int, record: Mapping[str, Any], columns: Seque
         raise InvalidInputError(f"{path}, record {number}: missing column(s) {', '.join(missing)}")
 
 
+_JSONL_COLUMNS = ("dataset", "qid", "initial_list", "final_list", "reasoning", "relevant_docids")
+
+
 def load_reasonrank_jsonl(
     path: PathLike, *, id_query: PathLike | None = None, id_doc: PathLike | None = None
 ) -> list[TrainingList]:
@@ -112,7 +115,7 @@ def load_reasonrank_jsonl(
             if not line.strip():
                 continue
             record = json.loads(line)
-            _need(path, number, record, ("dataset", "qid", "initial_list", "final_list", "reasoning", "relevant_docids"))
+            _need(path, number, record, _JSONL_COLUMNS)
             qid = str(record["qid"])
             if qid not in queries:
                 raise InvalidInputError(f"{path}, record {number}: query id {qid!r} has no text in id_query/")
@@ -301,7 +304,9 @@ def _prompt(item: TrainingList, template: str | Template, tokenizer: Any, max_pa
     tpl = get_template(template)
     if max_passage_tokens is None and tpl.truncates_by_tokens and tokenizer is not None:
         max_passage_tokens = tpl.default_max_passage_tokens  # as Reranker does
-    contents = [tpl.passage_content(p, tokenizer=tokenizer, max_passage_tokens=max_passage_tokens) for p in item.passages]
+    contents = [
+        tpl.passage_content(p, tokenizer=tokenizer, max_passage_tokens=max_passage_tokens) for p in item.passages
+    ]
     return tpl.render_messages(tpl.messages_from_contents(item.query, contents), tokenizer)
 
 

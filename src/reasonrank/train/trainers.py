@@ -55,10 +55,11 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     text: str
     name = os.fspath(path)
     if name in available_configs():
-        text = resources.files(__package__).joinpath("configs", name + ".yaml").read_text(encoding="utf-8")
+        text = resources.files(__package__).joinpath("configs").joinpath(name + ".yaml").read_text(encoding="utf-8")
     else:
         if not os.path.isfile(name):
-            raise InvalidInputError(f"config {name!r} is neither a file nor a shipped config ({', '.join(available_configs())})")
+            shipped = ", ".join(available_configs())
+            raise InvalidInputError(f"config {name!r} is neither a file nor a shipped config ({shipped})")
         text = Path(name).read_text(encoding="utf-8")
     config = yaml.safe_load(text) or {}
     if not isinstance(config, dict):

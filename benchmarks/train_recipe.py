@@ -41,17 +41,17 @@ def rare_words(rng: random.Random, n: int) -> list[str]:
     return sorted(words)
 
 
-def make_task(rng: random.Random, words: list[str], n: int, prefix: str) -> list[TrainingList]:
+def make_task(rng: random.Random, words: list[str], n: int, prefix: str, size: int = 5) -> list[TrainingList]:
     out = []
     for q in range(n):
-        chosen = rng.sample(words, 5)
-        target = rng.randrange(5)
+        chosen = rng.sample(words, size)
+        target = rng.randrange(size)
         passages = []
         for i, word in enumerate(chosen):
             text = rng.sample(FILLER, 5)
             text.insert(rng.randrange(6), word)
             passages.append(Passage(" ".join(text), docid=f"{prefix}{q}d{i}"))
-        order = [target] + [i for i in range(5) if i != target]
+        order = [target] + [i for i in range(size) if i != target]
         out.append(
             TrainingList(
                 f"{prefix}{q}", f"what is {chosen[target]}?", passages, dataset="synthetic",
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--test-queries", type=int, default=50)
     parser.add_argument("--sft-steps", type=int, default=60)
     parser.add_argument("--grpo-steps", type=int, default=60)
+    parser.add_argument("--passages", type=int, default=5, help="passages per query (default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a busy machine 2 threads ran 15x slower than 1)")
@@ -141,8 +142,8 @@ def main() -> None:
 
     rng = random.Random(args.seed)
     words = rare_words(rng, 60)
-    train = make_task(rng, words, args.train_queries, "t")
-    test = make_task(rng, words, args.test_queries, "h")
+    train = make_task(rng, words, args.train_queries, "t", args.passages)
+    test = make_task(rng, words, args.test_queries, "h", args.passages)
     plain = [sft_example(x) for x in train]  # rendered with the built-in ChatML, only to train the tokenizer
     tok = build_tokenizer([r["prompt"] + r["completion"] for r in plain])
     sft_rows = [sft_example(x, tokenizer=tok) for x in train]
@@ -168,7 +169,7 @@ def main() -> None:
     headers = ["checkpoint", "steps", "train s", "held-out mean reward", "held-out nDCG@10", "format ok"]
     rows = [[name, steps, round(seconds, 1), round(m["mean_reward"], 3), round(m["nDCG@10"], 3),
              round(m["format_ok"], 2)] for name, steps, seconds, m in results]
-    print(f"{args.train_queries} training / {args.test_queries} held-out queries, 5 passages each, "
+    print(f"{args.train_queries} training / {args.test_queries} held-out queries, {args.passages} passages each, "
           f"{len(tok)}-token vocabulary, {prompt_tokens:.0f} prompt tokens on average\n")
     print(table(headers, rows))
     write_json(args.json, {"machine": machine(), "args": vars(args), "vocab": len(tok), "prompt_tokens": prompt_tokens,

@@ -99,3 +99,23 @@ def test_grpo_two_steps_with_the_real_reward_and_reload(tmp_path, base_model, qw
     assert multiview_reward(batch["prompts"][:1], [TEACHER], label=batch["label"][:1],
                             initial_list=batch["initial_list"][:1],
                             relevant_docids=batch["relevant_docids"][:1]) == [pytest.approx(1.3)]
+
+
+def test_cli_sft_from_a_config_extending_the_shipped_recipe(tmp_path, base_model, capsys):
+    """`reasonrank train sft --config`: shipped 7B recipe (bf16 on; the CPU trap is handled), filtered jsonl data."""
+    from reasonrank.cli import main
+    from reasonrank.train import write_reasonrank_jsonl
+
+    data = tmp_path / "data" / "training_data_all.jsonl"
+    write_reasonrank_jsonl(items(), data)
+    config = tmp_path / "sft.yaml"
+    config.write_text(
+        f"base: sft-7b-full\nmodel: {base_model}\noutput_dir: {tmp_path / 'out'}\n"
+        f"data:\n  format: reasonrank_jsonl\n  path: {data}\n  alpha: 0.4\n  inclusive: false\n"
+    )
+    argv = ["train", "sft", "--config", str(config), "--set", "max_steps=1", "--set", "gradient_accumulation_steps=1",
+            "--set", "save_strategy=no", "--set", "learning_rate=0.01"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out")
+    assert not (weights(str(tmp_path / "out")) == weights(base_model)).all()
+    assert rerank_with(str(tmp_path / "out")) == ["0", "1", "2"]

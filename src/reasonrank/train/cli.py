@@ -62,8 +62,13 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise InvalidInputError(f"--set expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        # YAML 1.1 reads no/yes/on/off as booleans; `--set save_strategy=no` means the string
+        out[key.strip()] = value.strip() if isinstance(parsed, bool) and value.strip().lower() not in _BOOLS else parsed
     return out
+
+
+_BOOLS = ("true", "false")
 
 
 def _lists(data: Mapping[str, Any]) -> list[Any]:

@@ -82,6 +82,9 @@ def _device_args(args: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     args = dict(args)
+    for key in ("save_strategy", "eval_strategy", "logging_strategy"):
+        if args.get(key) is False:  # `save_strategy: no` in YAML 1.1 is the boolean False
+            args[key] = "no"
     if not torch.cuda.is_available():
         if args.get("bf16"):
             logger.warning("no CUDA device: bf16 turned off (TRL's bf16 default does not train well on CPU)")
@@ -155,19 +158,27 @@ def train_sft(
     ``args``: ``trl.SFTConfig`` fields. The completion ends with ``<|im_end|>`` when the vocabulary has it (the
     ChatML end of turn LLaMA-Factory's ``qwen`` template trains on). Returns ``output_dir``.
     """
-    trl = _require("trl")
     tok = _tokenizer(model, tokenizer)
-    output_dir = os.fspath(output_dir)
-    settings = _device_args({"output_dir": output_dir, **args})
     if "<|im_end|>" in tok.get_vocab():
-        settings.setdefault("eos_token", "<|im_end|>")
+        args.setdefault("eos_token", "<|im_end|>")
+    return _fit("SFT", model, train_dataset, tok, os.fspath(output_dir), lora, merge_lora, args, {})
+
+
+def _fit(
+    kind: str, model: Any, rows: Any, tok: Any, output_dir: str, lora: Any, merge_lora: bool,
+    args: dict[str, Any], extra: dict[str, Any],
+) -> str:
+    """Build TRL's ``{kind}Trainer`` with ``{kind}Config(**args)``, train, and save a loadable checkpoint."""
+    trl = _require("trl")
+    settings = _device_args({"output_dir": output_dir, **args})
     settings.setdefault("save_strategy", "no")
-    trainer = trl.SFTTrainer(
+    trainer = getattr(trl, f"{kind}Trainer")(
         model=model,
-        args=trl.SFTConfig(**settings),
-        train_dataset=_dataset(train_dataset),
+        args=getattr(trl, f"{kind}Config")(**settings),
+        train_dataset=_dataset(rows),
         processing_class=tok,
         peft_config=_lora(lora),
+        **extra,
     )
     trainer.train()
     return _save(trainer, tok, output_dir, merge_lora)
@@ -188,7 +199,6 @@ def train_grpo(
     :func:`~reasonrank.train.rearank_example` for ``"rearank"``). ``args``: ``trl.GRPOConfig`` fields
     (``use_vllm=True`` generates with TRL's vLLM integration where vLLM is installed). Returns ``output_dir``.
     """
-    trl = _require("trl")
     if isinstance(reward, str):
         if reward not in REWARDS:
             raise InvalidInputError(f"unknown reward {reward!r}; use one of {', '.join(REWARDS)} or a function")
@@ -198,16 +208,5 @@ def train_grpo(
     tok = _tokenizer(model, tokenizer)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    output_dir = os.fspath(output_dir)
-    settings = _device_args({"output_dir": output_dir, **args})
-    settings.setdefault("save_strategy", "no")
-    trainer = trl.GRPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=trl.GRPOConfig(**settings),
-        train_dataset=_dataset(train_dataset),
-        processing_class=tok,
-        peft_config=_lora(lora),
-    )
-    trainer.train()
-    return _save(trainer, tok, output_dir, merge_lora)
+    extra = {"reward_funcs": reward_funcs}
+    return _fit("GRPO", model, train_dataset, tok, os.fspath(output_dir), lora, merge_lora, args, extra)

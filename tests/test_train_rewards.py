@@ -139,3 +139,16 @@ def test_rewards_import_without_torch_transformers_or_trl():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_public_api_is_pinned():
+    import reasonrank.train as train
+
+    assert train.__all__ == [
+        "FilterReport", "TrainingList", "answer_string", "default_config", "expand_initial_states", "grpo_example",
+        "lists_from_collection", "load_config", "load_reasonrank_jsonl", "load_rl_parquet", "load_sft_json",
+        "multiview_reward", "multiview_score", "rearank_example", "rearank_reward", "rearank_score",
+        "self_consistency_filter", "sft_example", "synthesize", "train_grpo", "train_sft", "write_reasonrank_jsonl",
+    ]
+    for name in train.__all__:
+        assert callable(getattr(train, name)), name

@@ -38,6 +38,8 @@ API_PAGES = {
     "reasonrank.integrations.llama_index": "api/integrations",
     "reasonrank.integrations.haystack": "api/integrations",
     "reasonrank.distributed": "api/distributed",
+    "reasonrank.train": "api/train",
+    "reasonrank.train.rewards": "api/train",
 }
 
 

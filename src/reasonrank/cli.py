@@ -18,11 +18,13 @@ Subcommand = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[arg
 
 def _subcommands() -> list[Subcommand]:
     from . import _demo, _eval_cli, _serve_cli
+    from .train import cli as train_cli
 
     return [
         ("demo", _demo.add_arguments, _demo.run),
         ("eval", _eval_cli.add_arguments, _eval_cli.run),
         ("serve", _serve_cli.add_arguments, _serve_cli.run),
+        ("train", train_cli.add_arguments, train_cli.run),
     ]
 
 

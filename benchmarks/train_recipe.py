@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--grpo-lr", type=float, default=1e-4,
                         help="GRPO learning rate, constant (default 1e-4; 5e-4 made this tiny model worse or collapse)")
     parser.add_argument("--beta", type=float, default=0.0,
-                        help="GRPO KL coefficient (default 0: no reference model, the cost of a step halves)")
+                        help="GRPO KL coefficient (default 0: no reference model to run)")
     parser.add_argument("--generations", type=int, default=8, help="GRPO rollouts per prompt (default 8)")
     parser.add_argument("--grpo-batch", type=int, default=32,
                         help="GRPO completions per step (default 32 = 4 prompts x 8 rollouts)")

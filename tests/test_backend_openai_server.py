@@ -127,7 +127,9 @@ def test_server_errors_mid_run_fail_clearly_and_resume_from_the_cache(server, tm
         cache = CachedBackend(inner, path, model_id="smollm2")  # the evaluation's crash-safe cache
         reranker = Reranker(cache, template="reasonrank", sampling=inner_sampling(), progress=False)
         with pytest.raises(WindowFailedError) as info:
-            reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP)
+            # lockstep: the official window rounds, so which windows fail is fixed (tests/test_scheduler.py covers
+            # failures under the streaming schedule)
+            reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP, schedule="lockstep")
         err = info.value
         # round 0 has one window per query; two completed before the proxy started failing
         assert err.completed == 2 and len(err.failed) == 2
@@ -145,6 +147,31 @@ def test_server_errors_mid_run_fail_clearly_and_resume_from_the_cache(server, tm
         resumed.close(inner=False)
     assert_complete(rankings, lists)
     assert (resumed.hits, resumed.misses) == (2, 2 + 4)  # the two failed round-0 windows, then round 1 of each
+
+
+def test_streaming_schedule_fails_clearly_and_resumes_from_the_cache(server, tmp_path):
+    """The default (streaming) schedule over a real server: queries advance on their own, so which windows were
+    reached depends on timing, but every window that completed is in the cache and every other one is named."""
+    queries, lists = novel_eval(4)
+    path = tmp_path / "cache.jsonl"
+    with FaultProxy(server.port, fail_after=2, fail_statuses=(503,)) as proxy:
+        inner = make_reranker(proxy.base_url, max_concurrency=1, max_retries=0).backend
+        cache = CachedBackend(inner, path, model_id="smollm2")
+        reranker = Reranker(cache, template="reasonrank", sampling=inner_sampling(), progress=False)
+        with pytest.raises(WindowFailedError) as info:
+            reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP)
+        err = info.value
+        assert err.completed == 2 == len(cache)  # stored the moment they arrived
+        assert err.failed and all(label.startswith("query ") for label, _ in err.failed)
+        cache.close(inner=False)
+        proxy.heal()
+        resumed = CachedBackend(inner, path, model_id="smollm2")
+        rankings = Reranker(resumed, template="reasonrank", sampling=inner_sampling(), progress=False).rerank_batch(
+            queries, lists, window=WINDOW, step=STEP
+        )
+        resumed.close(inner=False)
+    assert_complete(rankings, lists)
+    assert resumed.hits == 2 and resumed.hits + resumed.misses == 8  # 4 queries x 2 windows, none generated twice
 
 
 def test_killed_server_fails_with_windows_named_then_resumes_after_restart(gguf, tmp_path):
@@ -165,7 +192,7 @@ def test_killed_server_fails_with_windows_named_then_resumes_after_restart(gguf,
         killer.start()
         try:
             with pytest.raises(WindowFailedError) as info:
-                reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP)
+                reranker.rerank_batch(queries, lists, window=WINDOW, step=STEP, schedule="lockstep")
         finally:
             killer.join()
         err = info.value

@@ -21,7 +21,10 @@ def test_shipped_configs_and_inheritance():
     grpo = default_config("grpo-7b-full")
     assert grpo["reward"] == "multiview"
     assert {k: grpo["args"][k] for k in ("learning_rate", "num_generations", "generation_batch_size", "beta")} == {
-        "learning_rate": 1e-6, "num_generations": 8, "generation_batch_size": 128, "beta": 0.001,
+        "learning_rate": 1e-6,
+        "num_generations": 8,
+        "generation_batch_size": 128,
+        "beta": 0.001,
     }
     assert default_config("grpo-32b-lora")["args"]["learning_rate"] == 1e-5
     assert default_config("grpo-rearank-7b")["reward"] == "rearank"

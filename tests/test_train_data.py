@@ -132,14 +132,26 @@ def test_grpo_rows_feed_the_reward(tmp_path):
 
 def test_load_sft_json_renders_the_alpaca_rows(tmp_path):
     path = tmp_path / "reasonrank_sft-data.json"
-    path.write_text(json.dumps([{"instruction": "rank these", "output": "<think>a</think><answer>[1]</answer>",
-                                 "system": "You are RankLLM"}, {"output": "x"}]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "instruction": "rank these",
+                    "output": "<think>a</think><answer>[1]</answer>",
+                    "system": "You are RankLLM",
+                },
+                {"output": "x"},
+            ]
+        )
+    )
     with pytest.raises(InvalidInputError, match=r"record 2: missing column\(s\) instruction"):
         load_sft_json(path)
     path.write_text(json.dumps([{"instruction": "rank these", "output": "o", "system": "S"}]))
     assert load_sft_json(path) == [
-        {"prompt": "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nrank these<|im_end|>\n<|im_start|>assistant\n",
-         "completion": "o"}
+        {
+            "prompt": "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nrank these<|im_end|>\n<|im_start|>assistant\n",
+            "completion": "o",
+        }
     ]
 
 
@@ -149,11 +161,16 @@ def test_load_rl_parquet(tmp_path):
 
     from reasonrank.train import load_rl_parquet
 
-    table = pa.table({
-        "prompt": [[{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]],
-        "initial_list": [["a", "b"]], "final_list": [["b", "a"]], "relevant_docids": [["b"]],
-        "label": ["[2] > [1]"], "dataset": ["math-qa"],
-    })
+    table = pa.table(
+        {
+            "prompt": [[{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]],
+            "initial_list": [["a", "b"]],
+            "final_list": [["b", "a"]],
+            "relevant_docids": [["b"]],
+            "label": ["[2] > [1]"],
+            "dataset": ["math-qa"],
+        }
+    )
     pq.write_table(table, tmp_path / "train.parquet")
     rows = load_rl_parquet(tmp_path / "train.parquet")
     assert rows[0]["prompt"].endswith("<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n")
@@ -181,7 +198,14 @@ def test_lists_from_collection_and_rearank_expansion():
     assert best_counts["below_floor"] == 0 and len(best) >= len(kept)
     row = rearank_example(kept[0])
     assert row["prompt"].startswith("<|im_start|>system\nYou are DeepRerank")
-    assert rearank_reward([row["prompt"]], ["<think>x</think><answer>[1]</answer>"], initial_list=[row["initial_list"]],
-                          qrels=[row["qrels"]])[0] <= 1.0
+    assert (
+        rearank_reward(
+            [row["prompt"]],
+            ["<think>x</think><answer>[1]</answer>"],
+            initial_list=[row["initial_list"]],
+            qrels=[row["qrels"]],
+        )[0]
+        <= 1.0
+    )
     with pytest.raises(InvalidInputError, match="graded qrels"):
         expand_initial_states(TrainingList("q", "x", []))

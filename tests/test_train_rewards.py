@@ -59,14 +59,19 @@ def test_id_zero_maps_to_the_last_passage_officially_and_is_rejected_by_the_pape
     initial = ["a", "b", "c"]
     # "[0]" first: official maps it to initial_list[-1] = "c", the relevant passage, ranked first
     official = multiview_score(
-        "<think>t</think><answer>[0] > [1] > [2]</answer>", label="[3] > [1] > [2]", initial_list=initial,
+        "<think>t</think><answer>[0] > [1] > [2]</answer>",
+        label="[3] > [1] > [2]",
+        initial_list=initial,
         relevant_docids=["c"],
     )
     # nDCG 1 + 0.2 x recall 1 + 0.1 x AO of ("0","1","2") vs ("3","1","2") = (0 + 1/2 + 2/3) / 3
     assert official == pytest.approx(1.2 + 0.1 * (0 + 1 / 2 + 2 / 3) / 3)
     paper = multiview_score(
-        "<think>t</think><answer>[0] > [1] > [2]</answer>", label="[3] > [1] > [2]", initial_list=initial,
-        relevant_docids=["c"], variant="paper",
+        "<think>t</think><answer>[0] > [1] > [2]</answer>",
+        label="[3] > [1] > [2]",
+        initial_list=initial,
+        relevant_docids=["c"],
+        variant="paper",
     )
     assert paper == 0.0
 
@@ -96,8 +101,9 @@ def test_multiview_reward_has_trls_signature_and_reads_json_columns_and_messages
     with pytest.raises(InvalidInputError, match="'label'"):
         multiview_reward(["p"], [answer(TEACHER)], initial_list=[INITIAL], relevant_docids=[RELEVANT])
     with pytest.raises(InvalidInputError, match="one value per completion"):
-        multiview_reward(["p"], [answer(TEACHER)], label=[LABEL, LABEL], initial_list=[INITIAL],
-                         relevant_docids=[RELEVANT])
+        multiview_reward(
+            ["p"], [answer(TEACHER)], label=[LABEL, LABEL], initial_list=[INITIAL], relevant_docids=[RELEVANT]
+        )
     with pytest.raises(InvalidInputError, match="chat messages"):
         completion_text(3)
 
@@ -126,10 +132,12 @@ def test_rearank_degenerate_case_initial_already_best():
     assert swap < 0.2
     nothing = rearank_score("<think>x</think><answer>[2] > [1]</answer>", initial_list=initial, qrels={"z": 1})
     assert nothing == pytest.approx(0.2)
-    assert rearank_reward(["p"], [keep_text := "<think>x</think><answer>[1] > [2]</answer>"],
-                          initial_list=[json.dumps(initial)], qrels=[json.dumps(qrels)]) == [
-        pytest.approx(rearank_score(keep_text, initial_list=initial, qrels=qrels))
-    ]
+    assert rearank_reward(
+        ["p"],
+        [keep_text := "<think>x</think><answer>[1] > [2]</answer>"],
+        initial_list=[json.dumps(initial)],
+        qrels=[json.dumps(qrels)],
+    ) == [pytest.approx(rearank_score(keep_text, initial_list=initial, qrels=qrels))]
 
 
 def test_rewards_import_without_torch_transformers_or_trl():
@@ -145,10 +153,28 @@ def test_train_public_api_is_pinned():
     import reasonrank.train as train
 
     assert train.__all__ == [
-        "FilterReport", "TrainingList", "answer_string", "default_config", "expand_initial_states", "grpo_example",
-        "lists_from_collection", "load_config", "load_reasonrank_jsonl", "load_rl_parquet", "load_sft_json",
-        "multiview_reward", "multiview_score", "rearank_example", "rearank_reward", "rearank_score",
-        "self_consistency_filter", "sft_example", "synthesize", "train_grpo", "train_sft", "write_reasonrank_jsonl",
+        "FilterReport",
+        "TrainingList",
+        "answer_string",
+        "default_config",
+        "expand_initial_states",
+        "grpo_example",
+        "lists_from_collection",
+        "load_config",
+        "load_reasonrank_jsonl",
+        "load_rl_parquet",
+        "load_sft_json",
+        "multiview_reward",
+        "multiview_score",
+        "rearank_example",
+        "rearank_reward",
+        "rearank_score",
+        "self_consistency_filter",
+        "sft_example",
+        "synthesize",
+        "train_grpo",
+        "train_sft",
+        "write_reasonrank_jsonl",
     ]
     for name in train.__all__:
         assert callable(getattr(train, name)), name

@@ -23,10 +23,19 @@ def teacher(request: GenerationRequest) -> str:
 
 
 def lists() -> list[TrainingList]:
-    a = TrainingList("q1", "tides", [Passage("the sun", docid="a1"), Passage("the moon pulls", docid="a2"),
-                                     Passage("rocks", docid="a3")], dataset="earth")
-    b = TrainingList("q2", "sky", [Passage(f"text {i}", docid=f"b{i}") for i in range(1, 10)], dataset="earth",
-                     relevant_docids=["b9"])  # gold given: no pointwise questions; the teacher ranks it 9th
+    a = TrainingList(
+        "q1",
+        "tides",
+        [Passage("the sun", docid="a1"), Passage("the moon pulls", docid="a2"), Passage("rocks", docid="a3")],
+        dataset="earth",
+    )
+    b = TrainingList(
+        "q2",
+        "sky",
+        [Passage(f"text {i}", docid=f"b{i}") for i in range(1, 10)],
+        dataset="earth",
+        relevant_docids=["b9"],
+    )  # gold given: no pointwise questions; the teacher ranks it 9th
     return [a, b]
 
 
@@ -72,8 +81,26 @@ def test_synthesize_command_writes_a_loadable_layout(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(backends, "get_backend_class", lambda name: lambda **kw: FakeBackend(teacher))
     out = tmp_path / "out" / "training_data_all.jsonl"
-    assert main(["train", "synthesize", "--queries", str(queries), "--run", str(run), "--corpus", str(corpus),
-                 "--model", "r1", "--output", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "synthesize",
+                "--queries",
+                str(queries),
+                "--run",
+                str(run),
+                "--corpus",
+                str(corpus),
+                "--model",
+                "r1",
+                "--output",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "1 lists written" in capsys.readouterr().out
     (item,) = load_reasonrank_jsonl(out)
     assert item.final_list == ["a2", "a1", "a3"] and item.query == "tides"

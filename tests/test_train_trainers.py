@@ -19,10 +19,22 @@ TEACHER = "<think>The second passage names the moon.</think>\n<answer>[2] > [1] 
 def items() -> list[TrainingList]:
     out = []
     for i, (query, rel) in enumerate((("why tides", "moon"), ("why seasons", "tilt"))):
-        passages = [Passage("the sun rises", docid=f"q{i}a"), Passage(f"the {rel} matters", docid=f"q{i}b"),
-                    Passage("rocks are hard", docid=f"q{i}c")]
-        out.append(TrainingList(f"q{i}", query, passages, dataset="toy", final_list=[f"q{i}b", f"q{i}a", f"q{i}c"],
-                                reasoning="The second passage names it.", relevant_docids=[f"q{i}b"]))
+        passages = [
+            Passage("the sun rises", docid=f"q{i}a"),
+            Passage(f"the {rel} matters", docid=f"q{i}b"),
+            Passage("rocks are hard", docid=f"q{i}c"),
+        ]
+        out.append(
+            TrainingList(
+                f"q{i}",
+                query,
+                passages,
+                dataset="toy",
+                final_list=[f"q{i}b", f"q{i}a", f"q{i}c"],
+                reasoning="The second passage names it.",
+                relevant_docids=[f"q{i}b"],
+            )
+        )
     return out
 
 
@@ -62,8 +74,16 @@ def test_sft_two_steps_and_reload(tmp_path, base_model, qwen25_tokenizer, lora):
     from reasonrank.train import train_sft
 
     rows = [sft_example(x, tokenizer=qwen25_tokenizer) for x in items()]
-    out = train_sft(base_model, rows, output_dir=tmp_path / "sft", lora=lora, max_steps=2,
-                    per_device_train_batch_size=1, learning_rate=1e-2, logging_steps=1)
+    out = train_sft(
+        base_model,
+        rows,
+        output_dir=tmp_path / "sft",
+        lora=lora,
+        max_steps=2,
+        per_device_train_batch_size=1,
+        learning_rate=1e-2,
+        logging_steps=1,
+    )
     assert not (weights(out) == weights(base_model)).all()  # the weights moved (LoRA merged into them)
     if lora:
         assert (tmp_path / "sft" / "adapter" / "adapter_config.json").is_file()
@@ -82,9 +102,19 @@ def test_grpo_two_steps_with_the_real_reward_and_reload(tmp_path, base_model, qw
         seen.append({"prompts": prompts, "completions": completions, "scores": scores, **columns})
         return scores
 
-    out = train_grpo(base_model, rows, output_dir=tmp_path / "grpo", reward=reward, lora=lora, max_steps=2,
-                     num_generations=2, per_device_train_batch_size=2, max_completion_length=8,
-                     learning_rate=1e-3, logging_steps=1)
+    out = train_grpo(
+        base_model,
+        rows,
+        output_dir=tmp_path / "grpo",
+        reward=reward,
+        lora=lora,
+        max_steps=2,
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        logging_steps=1,
+    )
     assert len(seen) >= 2
     batch = seen[0]
     row = next(r for r in rows if r["prompt"] == batch["prompts"][0])
@@ -96,9 +126,13 @@ def test_grpo_two_steps_with_the_real_reward_and_reload(tmp_path, base_model, qw
     assert all(s == -1.0 for b in seen for s in b["scores"])
     assert rerank_with(out) == ["0", "1", "2"]
     # the teacher's own answer would have scored the maximum
-    assert multiview_reward(batch["prompts"][:1], [TEACHER], label=batch["label"][:1],
-                            initial_list=batch["initial_list"][:1],
-                            relevant_docids=batch["relevant_docids"][:1]) == [pytest.approx(1.3)]
+    assert multiview_reward(
+        batch["prompts"][:1],
+        [TEACHER],
+        label=batch["label"][:1],
+        initial_list=batch["initial_list"][:1],
+        relevant_docids=batch["relevant_docids"][:1],
+    ) == [pytest.approx(1.3)]
 
 
 def test_cli_sft_from_a_config_extending_the_shipped_recipe(tmp_path, base_model, capsys):
@@ -113,8 +147,22 @@ def test_cli_sft_from_a_config_extending_the_shipped_recipe(tmp_path, base_model
         f"base: sft-7b-full\nmodel: {base_model}\noutput_dir: {tmp_path / 'out'}\n"
         f"data:\n  format: reasonrank_jsonl\n  path: {data}\n  alpha: 0.4\n  inclusive: false\n"
     )
-    argv = ["train", "sft", "--config", str(config), "--set", "max_steps=1", "--set", "gradient_accumulation_steps=1",
-            "--set", "save_strategy=no", "--set", "learning_rate=0.01", "--set", "warmup_steps=0"]
+    argv = [
+        "train",
+        "sft",
+        "--config",
+        str(config),
+        "--set",
+        "max_steps=1",
+        "--set",
+        "gradient_accumulation_steps=1",
+        "--set",
+        "save_strategy=no",
+        "--set",
+        "learning_rate=0.01",
+        "--set",
+        "warmup_steps=0",
+    ]
     # (the recipe's 10% warmup would make the only step's learning rate 0)
     assert main(argv) == 0
     # the command's last stdout line is the checkpoint (the Trainer prints its metrics before it)

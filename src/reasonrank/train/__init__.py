@@ -51,8 +51,13 @@ __all__ = [
     "write_reasonrank_jsonl",
 ]
 
-_LAZY = {"train_sft": "trainers", "train_grpo": "trainers", "load_config": "trainers", "synthesize": "synthesis",
-         "default_config": "trainers"}
+_LAZY = {
+    "train_sft": "trainers",
+    "train_grpo": "trainers",
+    "load_config": "trainers",
+    "synthesize": "synthesis",
+    "default_config": "trainers",
+}
 
 
 def __getattr__(name: str) -> Any:

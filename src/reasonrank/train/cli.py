@@ -31,12 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, helptext in (("sft", "cold-start SFT"), ("grpo", "GRPO")):
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument(
-            "--config", required=True, help="YAML recipe, or a shipped one (sft-7b-full, grpo-7b-full, ...)",
+            "--config",
+            required=True,
+            help="YAML recipe, or a shipped one (sft-7b-full, grpo-7b-full, ...)",
         )
         sp.add_argument("--output-dir", help="overrides the config's output_dir")
         sp.add_argument("--model", help="overrides the config's model")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a trainer argument (YAML value), e.g. --set max_steps=2")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a trainer argument (YAML value), e.g. --set max_steps=2",
+        )
     sp = sub.add_parser("synthesize", help="teacher labels + rankings + self-consistency filter")
     sp.add_argument("--data", help="training_data_all.jsonl with id_query/ and id_doc/ (its rankings are redone)")
     sp.add_argument("--queries", help="or a collection: queries file (with --run and --corpus)")
@@ -112,8 +119,11 @@ def build_examples(kind: str, config: Mapping[str, Any], tokenizer: Any) -> list
         rows = []
         for item in lists:
             kept, counts = expand_initial_states(
-                item, samples=int(data.get("samples", 50)), size=int(data.get("size", 20)),
-                min_ndcg=float(data.get("min_ndcg", 0.1)), floor_on=data.get("floor_on", "initial"),
+                item,
+                samples=int(data.get("samples", 50)),
+                size=int(data.get("size", 20)),
+                min_ndcg=float(data.get("min_ndcg", 0.1)),
+                floor_on=data.get("floor_on", "initial"),
                 seed=int(data.get("seed", 0)),
             )
             logger.warning("initial-state expansion of %s: %s", item.qid, counts)
@@ -135,8 +145,13 @@ def _train(kind: str, args: argparse.Namespace) -> int:
         raise InvalidInputError("the config needs model and output_dir (or pass --model / --output-dir)")
     tokenizer = _tokenizer(config["model"], config.get("tokenizer"))
     rows = build_examples(kind, config, tokenizer)
-    common = dict(output_dir=config["output_dir"], tokenizer=tokenizer, lora=config.get("lora"),
-                  merge_lora=config.get("merge_lora", True), **trainer_args)
+    common = dict(
+        output_dir=config["output_dir"],
+        tokenizer=tokenizer,
+        lora=config.get("lora"),
+        merge_lora=config.get("merge_lora", True),
+        **trainer_args,
+    )
     if kind == "sft":
         out = train_sft(config["model"], rows, **common)
     else:
@@ -151,8 +166,16 @@ def _synthesize(args: argparse.Namespace) -> int:
     from .synthesis import synthesize
 
     if args.run and args.queries and args.corpus:
-        lists = _lists({"format": "collection", "queries": args.queries, "run": args.run,
-                        "corpus": args.corpus, "qrels": args.qrels, "depth": args.depth})
+        lists = _lists(
+            {
+                "format": "collection",
+                "queries": args.queries,
+                "run": args.run,
+                "corpus": args.corpus,
+                "qrels": args.qrels,
+                "depth": args.depth,
+            }
+        )
     elif args.data:
         lists = load_reasonrank_jsonl(args.data)
         for item in lists:
@@ -163,8 +186,15 @@ def _synthesize(args: argparse.Namespace) -> int:
     if args.base_url:
         options["base_url"] = args.base_url
     backend = get_backend_class(args.backend)(**options)
-    kept, report = synthesize(lists, backend, cache=args.cache, model_id=f"{args.backend}:{args.model}",
-                              alpha=args.alpha, inclusive=args.inclusive, progress=not args.no_progress)
+    kept, report = synthesize(
+        lists,
+        backend,
+        cache=args.cache,
+        model_id=f"{args.backend}:{args.model}",
+        alpha=args.alpha,
+        inclusive=args.inclusive,
+        progress=not args.no_progress,
+    )
     if report is not None:
         logger.warning("%s", report)
     write_reasonrank_jsonl(kept, args.output)

@@ -147,8 +147,14 @@ def write_reasonrank_jsonl(lists: Iterable[TrainingList], path: PathLike) -> Non
         for x in lists:
             queries[x.qid] = x.query
             docs.update((d, p.text) for d, p in zip(x.initial_list, x.passages))
-            record = {"dataset": x.dataset, "qid": x.qid, "initial_list": x.initial_list, "final_list": x.final_list,
-                      "reasoning": x.reasoning, "relevant_docids": x.relevant_docids}
+            record = {
+                "dataset": x.dataset,
+                "qid": x.qid,
+                "initial_list": x.initial_list,
+                "final_list": x.final_list,
+                "reasoning": x.reasoning,
+                "relevant_docids": x.relevant_docids,
+            }
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     for name, texts in (("id_query", queries), ("id_doc", docs)):
         (path.parent / name).mkdir(exist_ok=True)
@@ -332,7 +338,10 @@ def sft_example(
 
 
 def grpo_example(
-    item: TrainingList, *, template: str | Template = "reasonrank", tokenizer: Any = None,
+    item: TrainingList,
+    *,
+    template: str | Template = "reasonrank",
+    tokenizer: Any = None,
     max_passage_tokens: int | None = None,
 ) -> dict[str, str]:
     """A GRPO row for :func:`~reasonrank.train.rewards.multiview_reward` (lists stored as JSON strings)."""
@@ -349,7 +358,10 @@ def grpo_example(
 
 
 def rearank_example(
-    item: TrainingList, *, template: str | Template = "rearank", tokenizer: Any = None,
+    item: TrainingList,
+    *,
+    template: str | Template = "rearank",
+    tokenizer: Any = None,
     max_passage_tokens: int | None = None,
 ) -> dict[str, str]:
     """A GRPO row for :func:`~reasonrank.train.rewards.rearank_reward` (``initial_list`` and ``qrels`` as JSON)."""
@@ -398,7 +410,13 @@ def expand_initial_states(
             continue
         counts["kept"] += 1
         kept.append(
-            TrainingList(item.qid, item.query, passages, item.dataset, relevant_docids=list(grades),
-                         qrels={d: item.qrels[d] for d in docids if d in item.qrels})
+            TrainingList(
+                item.qid,
+                item.query,
+                passages,
+                item.dataset,
+                relevant_docids=list(grades),
+                qrels={d: item.qrels[d] for d in docids if d in item.qrels},
+            )
         )
     return kept, dict(counts)

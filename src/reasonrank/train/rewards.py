@@ -176,9 +176,7 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, Sequence) and all(isinstance(m, Mapping) for m in completion):
         turns = [m for m in completion if m.get("role", "assistant") == "assistant"]
         return "".join(str(m.get("content", "")) for m in turns)
-    raise InvalidInputError(
-        f"a completion must be a str or a list of chat messages, got {type(completion).__name__}"
-    )
+    raise InvalidInputError(f"a completion must be a str or a list of chat messages, got {type(completion).__name__}")
 
 
 def _column(name: str, values: Any, count: int, *, decode: bool = True) -> list[Any]:
@@ -235,6 +233,5 @@ def rearank_reward(
     n = len(completions)
     lists, judgments = _column("initial_list", initial_list, n), _column("qrels", qrels, n)
     return [
-        rearank_score(completion_text(c), initial_list=lst, qrels=q)
-        for c, lst, q in zip(completions, lists, judgments)
+        rearank_score(completion_text(c), initial_list=lst, qrels=q) for c, lst, q in zip(completions, lists, judgments)
     ]

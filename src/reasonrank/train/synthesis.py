@@ -93,9 +93,16 @@ def synthesize(
             for passage in item.passages:
                 text = POINTWISE_PROMPT.format(query=item.query, passage=passage.text)
                 messages = ({"role": "user", "content": text},)
-                pointwise.append(GenerationRequest(tpl.render_messages(messages, tokenizer), messages, sampling,
-                                                   query=item.query, docids=(passage.docid or "",),
-                                                   key=f"{item.qid} label {passage.docid}"))
+                pointwise.append(
+                    GenerationRequest(
+                        tpl.render_messages(messages, tokenizer),
+                        messages,
+                        sampling,
+                        query=item.query,
+                        docids=(passage.docid or "",),
+                        key=f"{item.qid} label {passage.docid}",
+                    )
+                )
                 owners.append((i, passage.docid or ""))
         labelled = [replace(item, relevant_docids=list(item.relevant_docids)) for item in lists]
         for (i, docid), text in zip(owners, _stream(backend, pointwise, progress, "teacher labels")):
@@ -103,8 +110,14 @@ def synthesize(
                 labelled[i].relevant_docids.append(docid)
 
         listwise = [
-            GenerationRequest(_prompt(item, tpl, tokenizer, None), (), sampling, query=item.query,
-                              docids=tuple(item.initial_list), key=f"{item.qid} ranking")
+            GenerationRequest(
+                _prompt(item, tpl, tokenizer, None),
+                (),
+                sampling,
+                query=item.query,
+                docids=tuple(item.initial_list),
+                key=f"{item.qid} ranking",
+            )
             for item in labelled
         ]
         for item, text in zip(labelled, _stream(backend, listwise, progress, "teacher rankings")):

@@ -40,8 +40,11 @@ def _require(module: str) -> Any:
 
 def available_configs() -> list[str]:
     """Names of the shipped recipe configs (``sft-7b-full``, ``grpo-32b-lora``, ...)."""
-    return sorted(p.name[: -len(".yaml")] for p in resources.files(__package__).joinpath("configs").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")]
+        for p in resources.files(__package__).joinpath("configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -165,8 +168,15 @@ def train_sft(
 
 
 def _fit(
-    kind: str, model: Any, rows: Any, tok: Any, output_dir: str, lora: Any, merge_lora: bool,
-    args: dict[str, Any], extra: dict[str, Any],
+    kind: str,
+    model: Any,
+    rows: Any,
+    tok: Any,
+    output_dir: str,
+    lora: Any,
+    merge_lora: bool,
+    args: dict[str, Any],
+    extra: dict[str, Any],
 ) -> str:
     """Build TRL's ``{kind}Trainer`` with ``{kind}Config(**args)``, train, and save a loadable checkpoint."""
     trl = _require("trl")

@@ -149,7 +149,7 @@ def test_load_sft_json_renders_the_alpaca_rows(tmp_path):
     path.write_text(json.dumps([{"instruction": "rank these", "output": "o", "system": "S"}]))
     assert load_sft_json(path) == [
         {
-            "prompt": "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nrank these<|im_end|>\n<|im_start|>assistant\n",
+            "prompt": "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nrank these<|im_end|>\n<|im_start|>assistant\n",  # noqa: E501
             "completion": "o",
         }
     ]

@@ -7,7 +7,7 @@ the normalised reward and initial-state expansion), over TRL. Install with ``pip
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .data import (
     FilterReport,
@@ -25,6 +25,10 @@ from .data import (
     write_reasonrank_jsonl,
 )
 from .rewards import multiview_reward, multiview_score, rearank_reward, rearank_score
+
+if TYPE_CHECKING:  # loaded on first use (they import torch and TRL); named here for type checkers and the docs
+    from .synthesis import synthesize
+    from .trainers import default_config, load_config, train_grpo, train_sft
 
 __all__ = [
     "FilterReport",

@@ -238,3 +238,26 @@ def test_the_oracle_reads_new_qrels_in_the_same_directory(tmp_path):
     result = _eval(EvalData(data.queries, data.candidates, data.qrels), out)
     assert result.metrics["nDCG@10"] == 1.0
     assert result.summary["windows_generated"] == 2
+
+
+def test_eval_never_overwrites_files_it_did_not_write(tmp_path, capsys):
+    """A directory with a user's run.trec but no manifest of ours is refused; --overwrite is the way to replace it."""
+    from reasonrank.cli import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "run.trec").write_text("my precious run\n", encoding="utf-8")
+    argv = ["eval", "--dataset", "noveleval", "--backend", "oracle", "--output-dir", str(out), "--no-progress"]
+    assert main(argv) == 1
+    assert "holds run.trec but no manifest.json" in capsys.readouterr().err
+    assert (out / "run.trec").read_text(encoding="utf-8") == "my precious run\n"
+    assert main([*argv, "--overwrite"]) == 0
+    assert "my precious run" not in (out / "run.trec").read_text(encoding="utf-8")
+
+
+def test_cli_reports_library_errors_without_a_traceback(capsys):
+    from reasonrank.cli import main
+
+    assert main(["demo", "--template", "rank-gpt", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("reasonrank demo: error:") and "rankgpt" in err and "Traceback" not in err

@@ -365,3 +365,20 @@ def test_fake_backend_can_keep_no_history():
     backend = FakeBackend(record=False)
     Reranker(backend, progress=False).rerank_batch(["a", "b"], [passages(30), passages(3)])
     assert backend.calls == [] and backend.num_requests == 3
+
+
+@pytest.mark.parametrize("schedule", ["lockstep", "streaming"])
+@pytest.mark.parametrize("max_in_flight", [1, 2, 8, 64])
+def test_rerank_stream_yields_the_queries_before_a_bad_item_then_raises(schedule, max_in_flight):
+    """A bad item stops the reading, not the queries already started: their rankings come first."""
+
+    def items():
+        for k in range(10):
+            yield f"q{k}", "" if k == 5 else f"query {k}", [f"p{k} {i}" for i in range(3)]
+
+    reranker = Reranker(AsyncBackend(), progress=False, schedule=schedule)
+    got = []
+    with pytest.raises(InvalidInputError, match="query 5 \\(qid q5\\): query is empty"):
+        for ranking in reranker.rerank_stream(items(), max_in_flight=max_in_flight):
+            got.append(ranking.qid)
+    assert sorted(got) == [f"q{k}" for k in range(5)]

@@ -283,6 +283,12 @@ def test_json_error_body_is_json(url):
     assert set(json.loads(r.content)) == {"message"}
 
 
+def test_deeply_nested_json_is_a_400_not_a_500(url):
+    for body in ("[" * 9000 + "]" * 9000, '{"query": "q", "documents": [' + "[" * 9000 + "]" * 9000 + "]}"):
+        r = httpx.post(f"{url}/v2/rerank", content=body.encode())
+        assert r.status_code == 400 and "nested too deeply" in r.json()["message"]
+
+
 def test_client_disconnect_cancels_its_windows():
     release = threading.Event()
     slow = waits_for(release)

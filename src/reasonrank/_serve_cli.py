@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="speak the Model Context Protocol on stdin/stdout (a 'rerank' tool) instead of HTTP",
     )
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    server.add_argument("--port", type=int, default=8000, help="default 8000")
+    server.add_argument("--port", type=_port, default=8000, help="default 8000")
     server.add_argument("--model-name", help="the model's name in responses and /v1/models (default: --model)")
     key = server.add_mutually_exclusive_group()
     key.add_argument("--api-key-file", help="file holding the bearer key clients must send (surrounding space ignored)")
@@ -83,6 +83,16 @@ def _api_key(args: argparse.Namespace) -> str | None:
             raise ReasonRankError(f"--api-key-env: the environment variable {args.api_key_env} is unset or empty")
         return key
     return None
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:  # 0: any free port
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
 
 
 def run(args: argparse.Namespace) -> int:

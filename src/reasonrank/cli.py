@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from ._errors import ReasonRankError
 from ._version import __version__
 
 __all__ = ["main"]
@@ -48,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
     try:
         return runners[args.command](args)
+    except ReasonRankError as e:  # an input the library rejected: its message says what to fix, no traceback
+        sys.stderr.write(f"reasonrank {args.command}: error: {e}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

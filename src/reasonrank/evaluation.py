@@ -358,6 +358,13 @@ def _check_manifest(directory: Path, settings: dict, overwrite: bool, *, partial
     """
     path = directory / MANIFEST
     previous = None if overwrite else _read_manifest(path)
+    if previous is None and not overwrite:
+        foreign = [name for name in (RUN, METRICS, TRACES, SUMMARY) if (directory / name).exists()]
+        if foreign:  # not ours (no manifest): never overwrite what a user or another tool left there
+            raise InvalidInputError(
+                f"{directory} holds {', '.join(foreign)} but no {MANIFEST} of a reasonrank eval run; writing the "
+                "outputs would replace them: use another output directory, or overwrite=True (--overwrite)"
+            )
     if previous is not None:
         normalized = json.loads(json.dumps(settings))
         keys = sorted(normalized) if partial else sorted(set(previous) | set(normalized))

@@ -550,7 +550,18 @@ class Reranker:
         progress: bool | None,
         lockstep: bool,
     ) -> Iterator[Ranking]:
-        states = (self._item_state(k, item, window, step, top_k, strategy) for k, item in enumerate(items))
+        # A bad item (or a failing source) stops the reading, not the queries already started: their rankings are
+        # still yielded, then the error is raised.
+        failure: list[Exception] = []
+
+        def read() -> Iterator[QueryState]:
+            try:
+                for k, item in enumerate(items):
+                    yield self._item_state(k, item, window, step, top_k, strategy)
+            except Exception as e:
+                failure.append(e)
+
+        states = read()
         with self._backend_progress(progress), self._bar(progress, 0) as bar:
 
             def on_start(state: QueryState) -> None:
@@ -580,12 +591,15 @@ class Reranker:
                     yield ranking
             bar.total = bar.n
             bar.refresh()
+        if failure:
+            raise failure[0]
 
     def _item_state(
         self, k: int, item: Any, window: int, step: int, top_k: int | None, strategy: Strategy
     ) -> QueryState:
         if not isinstance(item, (tuple, list)) or len(item) != 3:
-            raise InvalidInputError(f"item {k}: expected a (qid, query, passages) tuple, got {type(item).__name__}")
+            got = f"a {len(item)}-tuple" if isinstance(item, (tuple, list)) else f"a {type(item).__name__}"
+            raise InvalidInputError(f"item {k}: expected a (qid, query, passages) tuple, got {got}")
         qid, query, passages = item
         qids = None if qid is None else [qid]
         label = f"query {k}" + (f" (qid {qid})" if qid is not None else "")

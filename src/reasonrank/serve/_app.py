@@ -193,6 +193,10 @@ class _Server:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise _HTTPError(400, f"request body is not valid JSON ({e}); send a JSON object") from None
+        except RecursionError:
+            raise _HTTPError(
+                400, "request body is not valid JSON (nested too deeply); send a flat JSON object"
+            ) from None
         if not isinstance(data, dict):
             raise _HTTPError(422, f"request body must be a JSON object, got {type(data).__name__}")
         try:

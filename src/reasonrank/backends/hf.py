@@ -507,7 +507,8 @@ class _TokenProgress:
     def __init__(self, max_tokens: int, label: str) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=max_tokens, desc=label, unit="tok", leave=False)
+        # Every token redraws (a token takes far longer than a redraw): the bar never looks stuck.
+        self.bar = tqdm(total=max_tokens, desc=label, unit="tok", leave=False, mininterval=0, miniters=1)
         self.prompt_seen = False
 
     def put(self, value: Any) -> None:

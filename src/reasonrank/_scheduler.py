@@ -423,10 +423,16 @@ async def run_queries(
     completed = 0
     stats = dispatcher.stats
 
+    # Completed windows arrive through a queue: one callback per window, O(1) per completion (asyncio.wait over
+    # every future in flight is O(in flight) per call, quadratic over a run of hundreds of queries).
+    arrived: asyncio.Queue[asyncio.Future[_Result]] = asyncio.Queue()
+
     def send(state: QueryState) -> bool:
         jobs = codec.next_jobs(state)
         for job in jobs:
-            futures[dispatcher.submit(job.request)] = job
+            future = dispatcher.submit(job.request)
+            futures[future] = job
+            future.add_done_callback(arrived.put_nowait)
         stats.in_flight += len(jobs)
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         return bool(jobs)
@@ -475,9 +481,13 @@ async def run_queries(
                 if exhausted and not active:
                     return
                 raise AssertionError("scheduler stalled with queries in flight and no windows out")
-            done, _ = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+            done = [await arrived.get()]
+            while not arrived.empty():
+                done.append(arrived.get_nowait())
             for future in done:
-                job = futures.pop(future)
+                job = futures.pop(future, None)
+                if job is None:  # already handled
+                    continue
                 stats.in_flight -= 1
                 if future.cancelled():  # not sent after a failure
                     stats.windows_cancelled += 1

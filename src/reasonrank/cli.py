@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "no_progress", False):
         # transformers and huggingface_hub read this when first imported (model loading, GGUF conversion bars)
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        # Libraries that call tqdm directly (transformers' GGUF conversion) honour TQDM_DISABLE, which tqdm reads
+        # when it is first imported: nothing has imported it yet here.
+        if "tqdm" not in sys.modules:
+            os.environ["TQDM_DISABLE"] = "1"
         if "transformers" in sys.modules:
             sys.modules["transformers"].utils.logging.disable_progress_bar()
     try:
